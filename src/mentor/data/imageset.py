@@ -1,0 +1,128 @@
+"""`ImageSet`: images and labels in memory, validated once, uint8 until the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mentor.errors import MentorError
+
+
+def as_uint8_images(x, name: str) -> np.ndarray:
+    """Return N×H×W×C uint8 images, or raise a MentorError that says what is wrong.
+
+    Accepts N×H×W (grayscale) and N×H×W×C with C in {1, 3}; floats in [0, 1] are scaled to
+    0..255, floats in [0, 255] are rounded; NaN or infinite pixels are refused.
+    """
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise MentorError(
+            f"{name}: images must be N×H×W or N×H×W×C, got an array of shape {x.shape}. "
+            "Stack the images along the first axis."
+        )
+    if x.shape[-1] not in (1, 3):
+        raise MentorError(
+            f"{name}: images must have 1 or 3 channels (channels last), got shape {x.shape}. "
+            "If your array is N×C×H×W, transpose it with x.transpose(0, 2, 3, 1)."
+        )
+    if x.dtype == np.uint8:
+        return x
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            bad = int(np.count_nonzero(~np.isfinite(x).reshape(len(x), -1).any(1)))
+            raise MentorError(
+                f"{name}: {bad} image(s) contain NaN or infinite pixels. Clean or drop them."
+            )
+        lo, hi = float(x.min(initial=0)), float(x.max(initial=0))
+        if lo < 0 or hi > 255:
+            raise MentorError(
+                f"{name}: float pixels must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]. "
+                "Undo any normalisation before handing images to mentor."
+            )
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
+        lo, hi = int(x.min(initial=0)), int(x.max(initial=0))
+        if lo < 0 or hi > 255:
+            raise MentorError(
+                f"{name}: integer pixels must lie in 0..255, found {lo}..{hi}. "
+                "Rescale them to 8 bits."
+            )
+        return x.astype(np.uint8)
+    raise MentorError(f"{name}: images of dtype {x.dtype} are not supported; use uint8 or float.")
+
+
+def as_labels(y, n: int, name: str) -> np.ndarray:
+    """Return int64 class ids of length n, or raise a MentorError."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise MentorError(
+            f"{name}: labels must be one class id per image (shape (N,)), got shape {y.shape}. "
+            "One-hot labels: use y.argmax(1)."
+        )
+    if len(y) != n:
+        raise MentorError(f"{name}: {n} images but {len(y)} labels; they must match one to one.")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or not np.all(y == np.round(y)):
+            raise MentorError(f"{name}: labels must be whole class ids, found non-integer values.")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise MentorError(f"{name}: labels of dtype {y.dtype} are not class ids; use integers.")
+    y = y.astype(np.int64)
+    if n and y.min() < 0:
+        raise MentorError(f"{name}: labels must be ≥ 0, found {int(y.min())}.")
+    return y
+
+
+@dataclass
+class ImageSet:
+    """Images (N×H×W×C uint8) with integer labels and class names.
+
+    Constructing one validates and converts: every loader and every user array goes through
+    here, so the checks live in one place.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+    name: str = "data"
+
+    def __post_init__(self):
+        self.x = as_uint8_images(self.x, self.name)
+        self.y = as_labels(self.y, len(self.x), self.name)
+        if len(self.x) == 0:
+            raise MentorError(f"{self.name}: the data set is empty (0 images).")
+        top = int(self.y.max())
+        if not self.class_names:
+            self.class_names = [str(i) for i in range(top + 1)]
+        self.class_names = [str(c) for c in self.class_names]
+        if top >= len(self.class_names):
+            raise MentorError(
+                f"{self.name}: label {top} is out of range for {len(self.class_names)} classes "
+                f"({', '.join(self.class_names[:5])}{', …' if len(self.class_names) > 5 else ''})."
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, index, name: str | None = None) -> "ImageSet":
+        index = np.asarray(index)
+        return ImageSet(self.x[index], self.y[index], list(self.class_names), name or self.name)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageSet({self.name!r}, {len(self)} images of {self.image_shape}, "
+            f"{self.num_classes} classes)"
+        )
