@@ -1,0 +1,5 @@
+import sys
+
+from mentor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,151 @@
+"""The `mentor` command: glue between argparse and the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+import mentor  # noqa: F401  (chooses the Keras backend before anything imports keras)
+from mentor.errors import MentorError
+
+EXAMPLES = """\
+examples:
+  mentor demo                                   # the embedded end-to-end run (~2 min on CPU)
+  mentor presets                                # what ships, one line each
+  mentor train demo --set train.epochs=3        # a preset with an override
+  mentor train my.toml --out runs/mine          # your own config file
+  mentor evaluate runs/mine/model.keras --data ../data/test.npz
+  mentor sources                                # how to name data
+backend: torch by default; set KERAS_BACKEND=jax or tensorflow to change it.
+"""
+
+
+def _train(args):
+    from mentor.config import load_config, to_dict
+    from mentor.recipes import get_recipe
+    from mentor.runs import RunDir, default_run_path
+
+    config, name = load_config(args.config, args.set)
+    run_dir = RunDir(args.out or default_run_path(name))
+    print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
+    metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
+    _print_metrics(metrics, run_dir.path)
+    return 0
+
+
+def _print_metrics(metrics: dict, path):
+    print("\nresults:")
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) and abs(value) <= 1 else value
+        print(f"  {key:<22} {shown}")
+    print(f"run directory: {path} (report.html, metrics.json, model)")
+
+
+def _evaluate(args):
+    from mentor.evaluate import evaluate_model
+
+    metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size,
+                             unsafe=args.unsafe)
+    print(f"accuracy {metrics['test_acc']:.4f} on {metrics['images']} images of {args.data}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(metrics, f, indent=2)
+    return 0
+
+
+def _presets(args):
+    from mentor.config import list_presets
+
+    for name, description in list_presets():
+        print(f"{name:<24} {description}")
+    return 0
+
+
+def _sources(args):
+    from mentor.data.sources import SOURCES_HELP
+
+    print(SOURCES_HELP)
+    return 0
+
+
+def _demo(args):
+    from mentor.config import load_config
+    from mentor.recipes import get_recipe
+    from mentor.runs import RunDir, default_run_path
+
+    config, name = load_config("demo", args.set)
+    run_dir = RunDir(args.out or default_run_path("demo"))
+    print(f"mentor demo: supervised small CNN on embedded MNIST-5k → {run_dir.path}", flush=True)
+    metrics = get_recipe(config.recipe).run(config, run_dir, name="demo")
+    _print_metrics(metrics, run_dir.path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mentor",
+        description="Train better image classifiers from a teacher, from unlabeled or from "
+                    "shifted data (Keras 3; torch, JAX or TensorFlow).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train from a preset or a TOML config",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=textwrap.dedent("""\
+        Train with a recipe. CONFIG is a preset name (see `mentor presets`) or a path to a
+        TOML file whose `recipe` key names the recipe; every other key is checked, so a typo
+        is an error. The run directory gets config.toml, history.csv, checkpoints/, the
+        model as .keras, report.html and, once the run completes, metrics.json."""),
+                       epilog="example: mentor train demo --set train.epochs=5 "
+                              "--set data.train=embedded:digits --out runs/digits")
+    p.add_argument("config", metavar="CONFIG", help="preset name or path to a .toml file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. train.learning_rate=0.01 (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-TIMESTAMP)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="accuracy of a saved .keras model on a data source")
+    p.add_argument("model", metavar="MODEL", help="path to a .keras file")
+    p.add_argument("--data", required=True, metavar="SOURCE",
+                   help="data source, e.g. test.npz, folder:imgs/, cifar10:test (`mentor sources`)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
+    p.add_argument("--unsafe", action="store_true",
+                   help="allow models that run arbitrary code on load (Lambda layers); only "
+                        "for files you trust")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("presets", help="list the shipped presets, one line each")
+    p.set_defaults(func=_presets)
+
+    p = sub.add_parser("sources", help="how to name data: files, folders, downloads, embedded")
+    p.set_defaults(func=_sources)
+
+    p = sub.add_parser("demo", help="the end-to-end demo on embedded data (no network)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo preset")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/demo-TIMESTAMP)")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except MentorError as e:
+        print(f"mentor: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mentor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

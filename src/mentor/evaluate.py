@@ -1,0 +1,23 @@
+"""Evaluate a saved model on any data source."""
+
+from __future__ import annotations
+
+import keras
+
+from mentor.data.pipeline import prepare
+from mentor.training import accuracy, check_model_matches
+
+
+def evaluate_model(model_path: str, source: str, *, batch_size: int = 256,
+                   unsafe: bool = False) -> dict:
+    """Accuracy of a `.keras` classifier on a source, prepared to the model's input shape."""
+    from mentor.data.sources import load_source
+    from mentor.models import load_model
+
+    model = load_model(model_path, safe_mode=not unsafe)
+    _, height, _, channels = model.input_shape
+    data = load_source(source, image_size=height)
+    data = prepare(data, height or 0, channels or 0)
+    check_model_matches(model, data)
+    return {"backend": keras.backend.backend(), "model": str(model_path), "data": source,
+            "images": len(data), "test_acc": accuracy(model, data, batch_size)}

@@ -1,0 +1,107 @@
+"""mentor's model zoo: image classifiers that take raw 0..255 pixels and return float32 logits.
+
+`build_model(name, num_classes=, image_size=, channels=, **options)` builds any model in
+`MODELS`; `load_model(path)` reloads a saved `.keras` file in safe mode. Importing this package
+registers mentor's custom layers (StdConv2D) with Keras, which loading needs.
+"""
+
+import dataclasses
+import inspect
+import os
+from typing import Callable, Mapping
+
+import keras
+import numpy as np
+
+from mentor.errors import MentorError
+from mentor.models.bit import build_bit
+from mentor.models.resnet50v2 import build_resnet50v2
+from mentor.models.small_cnn import build_small_cnn
+from mentor.models.wrn import build_wrn
+
+_SHAPE_ARGS = ("num_classes", "image_size", "channels")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A builder, what it is for, and the options its name fixes (the 28 and 2 of wrn28_2)."""
+
+    builder: Callable[..., keras.Model]
+    description: str
+    fixed: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+    def options(self):
+        """The keyword options `build_model` accepts for this name."""
+        names = inspect.signature(self.builder).parameters
+        return [n for n in names if n not in _SHAPE_ARGS and n not in self.fixed]
+
+
+MODELS = {
+    "small_cnn": ModelSpec(
+        build_small_cnn, "3-stage CNN, 0.29 M parameters: CPU baselines on MNIST-sized data"),
+    "wrn28_2": ModelSpec(
+        build_wrn, "Wide ResNet 28-2, 1.47 M parameters: the FixMatch/AdaMatch network",
+        {"depth": 28, "width": 2}),
+    "wrn": ModelSpec(build_wrn, "Wide ResNet of any depth 6n+4 and width"),
+    "resnet50v2": ModelSpec(
+        build_resnet50v2, "Keras ResNet50V2 from scratch, 23.6 M parameters: consistency-training seeds"),
+    "bit_r50x1": ModelSpec(
+        build_bit, "BiT ResNet-v2 50x1 (GroupNorm + weight standardization), 23.5 M: distillation student",
+        {"depth": 50, "width": 1}),
+    "bit_r101x3": ModelSpec(
+        build_bit, "BiT ResNet-v2 101x3, 382 M parameters: distillation teacher",
+        {"depth": 101, "width": 3}),
+    "bit": ModelSpec(build_bit, "BiT ResNet-v2 of depth 50, 101 or 152 and any width"),
+}
+
+
+def build_model(name, *, num_classes, image_size, channels, **options):
+    """Build model `name` from MODELS for B x image_size x image_size x channels images."""
+    spec = _spec(name)
+    _check_options(name, spec, options)
+    return spec.builder(num_classes, image_size, channels, **spec.fixed, **options)
+
+
+def count_params(model, *, trainable_only=False):
+    """Number of weights; with BatchNorm, the total includes its moving mean and variance."""
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def load_model(path, *, safe_mode=True):
+    """Reload a `.keras` model saved by mentor (or any Keras model without Lambda layers)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MentorError(f"no such model file: {path}")
+    try:
+        # compile=False: mentor only runs inference on loaded models, and a custom loss in
+        # the file should not stop a user from evaluating it.
+        return keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
+    except Exception as error:  # Keras raises many kinds; the user needs its reason either way
+        if safe_mode and "safe_mode" in str(error):
+            raise MentorError(
+                f"{path} contains code that would run on load (e.g. a Lambda layer), which "
+                "safe mode refuses. Load it only if you trust where it came from: pass "
+                "--unsafe (Python: safe_mode=False).") from None
+        raise MentorError(f"cannot load model {path}: {type(error).__name__}: {error}") from error
+
+
+def _spec(name):
+    if name not in MODELS:
+        raise MentorError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def _check_options(name, spec, options):
+    for option in options:
+        if option in spec.fixed:
+            raise MentorError(
+                f"model {name!r} fixes {option}={spec.fixed[option]!r}; "
+                f"use model {spec.builder.__name__.removeprefix('build_')!r} to choose it")
+        if option not in spec.options():
+            raise MentorError(
+                f"model {name!r} has no option {option!r}; "
+                f"{spec.builder.__name__} accepts: {', '.join(spec.options()) or 'none'}")
+
+
+__all__ = ["MODELS", "ModelSpec", "build_model", "count_params", "load_model"]

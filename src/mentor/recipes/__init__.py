@@ -1,0 +1,12 @@
+"""Recipes: one file each, a keras.Model subclass overriding compute_loss plus a `run`."""
+
+from __future__ import annotations
+
+import importlib
+
+# recipe name → module; a module exposes run(config, out, name=...) -> metrics dict
+RECIPES = {"supervised": "mentor.recipes.supervised"}
+
+
+def get_recipe(name: str):
+    return importlib.import_module(RECIPES[name])

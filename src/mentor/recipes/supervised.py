@@ -1,0 +1,154 @@
+"""Recipe `supervised`: a classifier trained on labeled images.
+
+It is the teacher trainer of `consistency` and `distill`, and the source-only and
+labels-only baseline of `adamatch` and `distill`. Augmentation runs on the backend inside
+the train step (per image); evaluation can use an exponential moving average (EMA) of the
+weights or stochastic weight averaging (SWA), as the seeds' full-scale teachers did.
+
+    from mentor.config import load_config
+    from mentor.recipes import supervised
+    config, name = load_config("demo")
+    metrics = supervised.run(config, "runs/demo")
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+from mentor import augment
+from mentor.config import AugmentConfig, SupervisedConfig, to_dict, dumps
+from mentor.data.pipeline import Batches
+from mentor.errors import MentorError
+from mentor.models import build_model, count_params
+from mentor.report import plot_history, write_report
+from mentor.runs import RunDir
+from mentor.training import (SWA, Checkpoints, LearningRateLog, WeightEMA, accuracy,
+                             build_optimizer, fit_verbosity, load_splits,
+                             recalibrate_batchnorm, total_steps)
+
+
+def augment_layer(cfg: AugmentConfig, seed: int) -> keras.layers.Layer | None:
+    if cfg.kind == "none":
+        return None
+    if cfg.kind == "weak":
+        return augment.WeakAugment(flip=cfg.flip, translate=cfg.translate, seed=seed)
+    if cfg.kind == "strong":
+        return augment.StrongAugment(num_ops=cfg.num_ops, magnitude=cfg.magnitude,
+                                     flip=cfg.flip, translate=cfg.translate, seed=seed)
+    raise MentorError(f"augment.kind must be \"none\", \"weak\" or \"strong\", got {cfg.kind!r}.")
+
+
+class SupervisedTrainer(keras.Model):
+    """Augment (training only) → classifier → cross-entropy, with an optional weight EMA.
+
+    Only `classifier` is the deliverable; this wrapper exists for training and holds its
+    state (EMA, augmentation seed) so that checkpoints capture all of it.
+    """
+
+    def __init__(self, classifier: keras.Model, augmenter=None, ema_decay: float = 0.0,
+                 label_smoothing: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.augmenter = augmenter
+        self.ema = WeightEMA(classifier, ema_decay, name="ema") if ema_decay else None
+        self.label_smoothing = label_smoothing
+
+    def call(self, x, training=False):
+        if training and self.augmenter is not None:
+            x = self.augmenter(x, training=True)
+        return self.classifier(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        n = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.one_hot(keras.ops.cast(y, "int32"), n)
+        if self.label_smoothing:
+            labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / n
+        loss = keras.ops.mean(keras.ops.categorical_crossentropy(labels, y_pred, from_logits=True))
+        if self.losses:  # layer regularizers; weight decay itself lives in the optimizer
+            loss = loss + keras.ops.sum(self.losses)
+        if training and self.ema is not None:
+            # The average lags the weights by one step; at decay ≥ 0.99 that is noise.
+            self.ema.update()
+        return loss
+
+
+def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val=None, *,
+                   run: RunDir | None = None, history_name: str = "history.csv"):
+    """Train `classifier` in place on `train`; return (trainer, keras History, steps).
+
+    Other recipes call this for their teachers and baselines.
+    """
+    t = config.train
+    per_epoch, steps = total_steps(t, len(train))
+    trainer = SupervisedTrainer(classifier, augment_layer(config.augment, config.seed),
+                                ema_decay=t.ema, label_smoothing=t.label_smoothing)
+    trainer.compile(optimizer=build_optimizer(t, steps),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+    callbacks = [LearningRateLog()]
+    if t.schedule == "plateau":
+        if val is None:
+            raise MentorError("train.schedule = \"plateau\" needs validation data: set data.val_fraction > 0.")
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            "val_loss", factor=t.plateau_factor, patience=t.plateau_patience, verbose=1))
+    if t.early_stopping:
+        if val is None:
+            raise MentorError("train.early_stopping needs validation data: set data.val_fraction > 0.")
+        callbacks.append(keras.callbacks.EarlyStopping(
+            "val_acc", patience=t.early_stopping, restore_best_weights=True, verbose=1))
+    swa = SWA(classifier, max(1, int(t.swa_start * t.epochs))) if t.swa_start else None
+    if swa:
+        callbacks.append(swa)
+    if run is not None:
+        callbacks += [Checkpoints(run.checkpoints, t.checkpoint_every, t.keep_checkpoints),
+                      keras.callbacks.CSVLogger(str(run.file(history_name)))]
+    batches = Batches(train, t.batch_size, seed=config.seed, steps_per_epoch=per_epoch,
+                      workers=config.data.workers)
+    validation = (val.x, val.y) if val is not None else None
+    history = trainer.fit(batches, epochs=t.epochs, validation_data=validation,
+                          callbacks=callbacks, verbose=fit_verbosity())
+    done = int(keras.ops.convert_to_numpy(trainer.optimizer.iterations))
+    if swa and swa.finish():
+        recalibrate_batchnorm(classifier, train.x, t.batch_size)
+    return trainer, history, done
+
+
+def run(config: SupervisedConfig, out, *, name: str = "supervised") -> dict:
+    """Train, evaluate and write the run directory; return metrics.json's content."""
+    start = time.time()
+    run_dir = out if isinstance(out, RunDir) else RunDir(out)
+    keras.utils.set_random_seed(config.seed)
+    run_dir.write_config(to_dict(config), name)
+    train, val, test = load_splits(config.data, config.seed)
+    print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
+          f"of {train.image_shape}, {train.num_classes} classes", flush=True)
+    classifier = build_model(config.model.name, num_classes=train.num_classes,
+                             image_size=train.image_shape[0], channels=train.image_shape[2],
+                             **config.model.options)
+    trainer, _, steps = fit_classifier(config, classifier, train, val, run=run_dir)
+
+    metrics = {"recipe": "supervised", "backend": keras.backend.backend(), "steps": steps}
+    if trainer.ema is not None:
+        metrics["test_acc_raw"] = accuracy(classifier, test)
+        trainer.ema.copy_to_model()
+    metrics["test_acc"] = accuracy(classifier, test)
+    if val is not None:
+        metrics["val_acc"] = accuracy(classifier, val)
+    metrics.update(params=count_params(classifier, trainable_only=True), train_images=len(train),
+                   test_images=len(test))
+    run_dir.save_model(classifier, "model.keras")
+
+    figures = [("Training curves", plot_history(run_dir.file("history.csv"),
+                                                run_dir.file("curves.png"), name).name)]
+    if trainer.augmenter is not None:
+        views = {"clean": train.x[:8],
+                 config.augment.kind: keras.ops.convert_to_numpy(
+                     trainer.augmenter(train.x[:8], training=True))}
+        figures.append(("Augmentation samples",
+                        augment.sample_grid(views, run_dir.file("augment.png")).name))
+    metrics["seconds"] = round(time.time() - start, 1)
+    write_report(run_dir.file("report.html"), f"{name}: supervised", metrics, figures,
+                 dumps(to_dict(config)))
+    run_dir.write_metrics(metrics)
+    return metrics

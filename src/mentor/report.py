@@ -1,0 +1,83 @@
+"""Figures and one HTML report per run."""
+
+from __future__ import annotations
+
+import csv
+import html
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs happen on servers without a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_history(path) -> dict[str, list[float]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                pass
+    return columns
+
+
+def plot_history(history_csv, path, title: str = "training") -> pathlib.Path:
+    """Loss, accuracy and learning rate per epoch, train beside validation."""
+    h = read_history(history_csv)
+    epochs = [e + 1 for e in h.get("epoch", range(len(next(iter(h.values()), []))))]
+    panels = [("loss", [k for k in h if k.endswith("loss")]),
+              ("accuracy", [k for k in h if "acc" in k]),
+              ("learning rate", [k for k in h if k == "learning_rate"])]
+    panels = [(name, keys) for name, keys in panels if keys]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels):
+        for key in keys:
+            ax.plot(epochs, h[key], marker="o", markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return html.escape(str(value))
+
+
+def write_report(path, title: str, metrics: dict, figures: list[tuple[str, str]],
+                 config_text: str = "") -> pathlib.Path:
+    """A self-contained page: the metrics table, the figures (relative paths), the config."""
+    rows = "\n".join(f"<tr><td>{html.escape(k)}</td><td>{_format(v)}</td></tr>"
+                     for k, v in metrics.items())
+    figs = "\n".join(f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}">'
+                     f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+                     for cap, src in figures)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }}
+table {{ border-collapse: collapse; }} td {{ padding: .2rem .8rem; border-bottom: 1px solid #ddd; }}
+td:last-child {{ text-align: right; font-variant-numeric: tabular-nums; }}
+img {{ max-width: 100%; }} figure {{ margin: 1.5rem 0; }} figcaption {{ color: #555; }}
+pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<h2>Metrics</h2><table>{rows}</table>
+<h2>Figures</h2>{figs}
+<h2>Config</h2><pre>{html.escape(config_text)}</pre>
+</body></html>
+"""
+    path = pathlib.Path(path)
+    path.write_text(page)
+    return path

@@ -1,0 +1,257 @@
+"""Pieces every recipe shares: data splits, optimizer and schedule, weight averages,
+checkpoints. Functions, not a base class: a recipe file calls what it needs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import keras
+import numpy as np
+
+from mentor.config import DataConfig, TrainConfig
+from mentor.data.imageset import ImageSet
+from mentor.data.pipeline import prepare, split_fraction
+from mentor.errors import MentorError
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_splits(cfg: DataConfig, seed: int):
+    """Load train (and test) sources, bring them to one image size and channel count, and
+    split off validation (and test, when no test source is named). Returns (train, val, test);
+    val is None when val_fraction is 0."""
+    from mentor.data.sources import load_source
+
+    train = load_source(cfg.train, image_size=cfg.image_size or None)
+    size = cfg.image_size or max(train.x.shape[1:3])
+    channels = cfg.channels or train.x.shape[-1]
+    train = prepare(train, size, channels)
+    if cfg.test:
+        test = prepare(load_source(cfg.test, image_size=size), size, channels)
+        check_same_classes(train, test)
+    else:
+        train, test = split_fraction(train, cfg.test_fraction, seed, ("train", "test"))
+    val = None
+    if cfg.val_fraction > 0:
+        train, val = split_fraction(train, cfg.val_fraction, seed + 1)
+    return train, val, test
+
+
+def check_same_classes(reference: ImageSet, other: ImageSet):
+    if int(other.y.max()) >= reference.num_classes or other.num_classes > reference.num_classes:
+        raise MentorError(
+            f"{other.name} has {other.num_classes} classes but {reference.name} has "
+            f"{reference.num_classes}; they must share one label space."
+        )
+
+
+def check_model_matches(model: keras.Model, data: ImageSet):
+    """The model's class count and input shape must fit the data."""
+    classes = model.output_shape[-1]
+    if classes < data.num_classes or int(data.y.max()) >= classes:
+        raise MentorError(
+            f"the model predicts {classes} classes but {data.name} has {data.num_classes} "
+            f"(labels up to {int(data.y.max())}); use a model trained on the same classes."
+        )
+    want = tuple(model.input_shape[1:])
+    if None not in want and want != data.image_shape:
+        raise MentorError(
+            f"the model takes images of shape {want} but {data.name} has {data.image_shape}; "
+            "prepare the data to the model's image_size and channels."
+        )
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def total_steps(cfg: TrainConfig, train_size: int) -> tuple[int, int]:
+    """(steps_per_epoch, total optimizer steps)."""
+    per_epoch = cfg.steps_per_epoch or math.ceil(train_size / cfg.batch_size)
+    return per_epoch, per_epoch * cfg.epochs
+
+
+def learning_rate(cfg: TrainConfig, steps: int):
+    """Peak `learning_rate`: linear warm-up over warmup_steps, then cosine to 0 at `steps`
+    (Keras's CosineDecay does both); a float for "constant" and "plateau" (the plateau
+    callback lowers it)."""
+    if cfg.schedule in ("constant", "plateau"):
+        return cfg.learning_rate
+    if cfg.schedule != "cosine":
+        raise MentorError(
+            f"train.schedule must be \"cosine\", \"constant\" or \"plateau\", got {cfg.schedule!r}."
+        )
+    if cfg.warmup_steps >= steps:
+        raise MentorError(
+            f"train.warmup_steps = {cfg.warmup_steps} leaves no steps for the cosine decay "
+            f"(training has {steps} steps); lower it."
+        )
+    if cfg.warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, steps - cfg.warmup_steps, warmup_target=cfg.learning_rate,
+            warmup_steps=cfg.warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)
+
+
+# Decoupled weight decay shrinks kernels only: decaying biases and normalization scales
+# hurts and is not what the papers do (AdaMatch/FixMatch decay conv and dense kernels).
+NO_DECAY = ["bias", "gamma", "beta", "moving_mean", "moving_variance"]
+
+
+def build_optimizer(cfg: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    lr = learning_rate(cfg, steps)
+    clip = {"global_clipnorm": cfg.clipnorm} if cfg.clipnorm else {}
+    wd = cfg.weight_decay or None
+    if cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **clip)
+    elif cfg.optimizer == "adam":
+        opt = keras.optimizers.Adam(lr, weight_decay=wd, **clip)
+    elif cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=wd,
+                                   **clip)
+    else:
+        raise MentorError(
+            f"train.optimizer must be \"adamw\", \"adam\" or \"sgd\", got {cfg.optimizer!r}."
+        )
+    opt.exclude_from_weight_decay(var_names=NO_DECAY)
+    return opt
+
+
+# ----------------------------------------------------------------------------- averages
+
+
+class WeightEMA(keras.layers.Layer):
+    """Exponential moving average of a model's float weights (BN statistics included),
+    held as non-trainable variables of whatever model owns this layer, so it is saved in
+    checkpoints and updated inside the compiled train step on every backend. (Keras's
+    optimizer `use_ema` fails on JAX on a second `fit`; see DESIGN.md.)
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates (the
+    num_updates rule of TensorFlow's ExponentialMovingAverage), so short runs do not
+    average in the random initialization.
+    """
+
+    def __init__(self, model: keras.Model, decay: float, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.decay = float(decay)
+        sources = [w for w in model.weights if "float" in str(w.dtype)]
+        self._sources = lambda: sources  # a closure: Keras must not track them twice
+        self.averages = [
+            self.add_weight(shape=w.shape, initializer="zeros", trainable=False,
+                            name=f"ema_{i}")
+            for i, w in enumerate(sources)
+        ]
+        for a, w in zip(self.averages, sources):
+            a.assign(w)
+        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                     name="count")
+
+    def update(self):
+        n = self.count
+        d = keras.ops.minimum(self.decay, (1.0 + n) / (10.0 + n))
+        for a, w in zip(self.averages, self._sources()):
+            a.assign(d * a + (1.0 - d) * keras.ops.stop_gradient(w))
+        self.count.assign(n + 1.0)
+
+    def copy_to_model(self):
+        for a, w in zip(self.averages, self._sources()):
+            w.assign(a)
+
+
+class SWA(keras.callbacks.Callback):
+    """Stochastic weight averaging (Izmailov et al. 2018): the mean of the model's trainable
+    weights at the end of each epoch from `start_epoch` on. Call `finish` after training to
+    load the average; BN statistics must then be recomputed (`recalibrate_batchnorm`)."""
+
+    def __init__(self, model: keras.Model, start_epoch: int):
+        super().__init__()
+        self.target, self.start_epoch = model, start_epoch
+        self.sum, self.n = None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.start_epoch:
+            return
+        values = [np.asarray(keras.ops.convert_to_numpy(w)) for w in self.target.trainable_weights]
+        self.sum = values if self.sum is None else [s + v for s, v in zip(self.sum, values)]
+        self.n += 1
+
+    def finish(self) -> bool:
+        if not self.n:
+            return False
+        for w, s in zip(self.target.trainable_weights, self.sum):
+            w.assign(s / self.n)
+        return True
+
+
+def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 128,
+                          max_batches: int = 50):
+    """Recompute BatchNorm moving statistics as the plain average over up to `max_batches`
+    batches (momentum k/(k+1) at the k-th batch), as SWA requires: the averaged weights never
+    produced the statistics the model holds."""
+    norms = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    saved = [l.momentum for l in norms]
+    for l in norms:
+        l.moving_mean.assign(keras.ops.zeros_like(l.moving_mean))
+        l.moving_variance.assign(keras.ops.ones_like(l.moving_variance))
+    for k, start in enumerate(range(0, min(len(x), batch_size * max_batches), batch_size)):
+        for l in norms:
+            l.momentum = k / (k + 1.0)
+        model(x[start:start + batch_size], training=True)
+    for l, m in zip(norms, saved):
+        l.momentum = m
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def atomic_save_weights(model: keras.Model, path: str):
+    tmp = path.replace(".weights.h5", ".partial.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Every `every` epochs, the owning model's weights (recipe state included) to
+    `<dir>/epoch-NNNN.weights.h5`, written to a temporary name and renamed, keeping the
+    newest `keep`."""
+
+    def __init__(self, directory, every: int = 1, keep: int = 2):
+        super().__init__()
+        self.directory, self.every, self.keep = str(directory), max(1, every), max(1, keep)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        atomic_save_weights(self.model, os.path.join(self.directory,
+                                                     f"epoch-{epoch + 1:04d}.weights.h5"))
+        done = sorted(f for f in os.listdir(self.directory)
+                      if f.startswith("epoch-") and ".partial." not in f)
+        for old in done[:-self.keep]:
+            os.remove(os.path.join(self.directory, old))
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds the learning rate at the end of each epoch to the logs (history.csv)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            opt = self.model.optimizer
+            lr = opt.learning_rate
+            if callable(getattr(opt, "_learning_rate", None)):
+                lr = opt._learning_rate(opt.iterations)
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+
+def fit_verbosity() -> int:
+    """A live progress bar on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float:
+    logits = model.predict(data.x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == data.y))

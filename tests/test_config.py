@@ -1,0 +1,86 @@
+import pytest
+
+from mentor.config import (SupervisedConfig, apply_overrides, dumps, from_dict, list_presets,
+                           load_config, read_toml, to_dict)
+from mentor.errors import MentorError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+def test_defaults_and_sections_build():
+    cfg = from_dict({"recipe": "supervised", "train": {"epochs": 3}, "data": {"train": "x.npz"}})
+    assert isinstance(cfg, SupervisedConfig)
+    assert cfg.train.epochs == 3 and cfg.data.train == "x.npz"
+    assert cfg.train.batch_size == SupervisedConfig().train.batch_size
+
+
+def test_int_accepted_where_float_expected_and_kept_float():
+    cfg = from_dict({"recipe": "supervised", "train": {"learning_rate": 1}})
+    assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"recipe": "supervised", "train": {"epoch": 3}}, ["train.epoch", "train.epochs"]),
+    ({"recipe": "supervised", "trian": {}}, ["trian", "train"]),
+    ({"recipe": "supervised", "train": {"epochs": "ten"}}, ["train.epochs", "int"]),
+    ({"recipe": "supervised", "train": {"epochs": True}}, ["train.epochs", "int"]),
+    ({"recipe": "supervised", "train": 3}, ["section"]),
+    ({"recipe": "nope"}, ["recipe", "supervised"]),
+    ({}, ["recipe"]),
+])
+def test_bad_config_gets_a_clear_error(values, words):
+    with pytest.raises(MentorError) as e:
+        from_dict(values)
+    for word in words:
+        assert word in str(e.value)
+
+
+def test_overrides_parse_toml_values():
+    values = apply_overrides({"recipe": "supervised"}, [
+        "train.epochs=7", "train.learning_rate=0.5", "augment.flip=false",
+        "data.train=embedded:digits", "model.options.width=16"])
+    cfg = from_dict(values)
+    assert (cfg.train.epochs, cfg.train.learning_rate, cfg.augment.flip) == (7, 0.5, False)
+    assert cfg.data.train == "embedded:digits" and cfg.model.options == {"width": 16}
+
+
+@pytest.mark.parametrize("bad", ["noequals", "=3"])
+def test_malformed_override(bad):
+    with pytest.raises(MentorError, match="key=value"):
+        apply_overrides({}, [bad])
+
+
+def test_resolved_config_round_trips_through_toml():
+    cfg = from_dict({"recipe": "supervised", "model": {"options": {"width": 8}},
+                     "description": 'quote " and \\ backslash'})
+    again = from_dict(tomllib.loads(dumps(to_dict(cfg))))
+    assert again == cfg
+
+
+def test_every_preset_loads_and_opens_with_its_evidence():
+    presets = list_presets()
+    assert "demo" in [name for name, _ in presets]
+    for name, description in presets:
+        assert description, f"preset {name} has no description"
+        values, _, text = read_toml(name)
+        from_dict(values)
+        head = text.lstrip().splitlines()[0]
+        assert head.startswith("#"), f"preset {name} must open with its evidence comment"
+        assert "command:" in text.split("\n\n")[0], f"preset {name}: evidence lacks the command"
+
+
+def test_unknown_preset_suggests_the_close_one(tmp_path):
+    with pytest.raises(MentorError, match="did you mean 'demo'|Did you mean 'demo'"):
+        load_config("dmeo")
+    with pytest.raises(MentorError, match="no such config file"):
+        load_config(str(tmp_path / "missing.toml"))
+
+
+def test_invalid_toml_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("recipe = supervised\n")  # unquoted string
+    with pytest.raises(MentorError, match="not valid TOML"):
+        load_config(str(bad))

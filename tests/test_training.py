@@ -1,0 +1,101 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from mentor.config import TrainConfig
+from mentor.errors import MentorError
+from mentor.training import (Checkpoints, WeightEMA, build_optimizer, learning_rate,
+                             recalibrate_batchnorm, total_steps)
+
+
+def lr_at(schedule, step):
+    return float(keras.ops.convert_to_numpy(schedule(step)))
+
+
+@pytest.mark.neutral
+def test_warmup_then_cosine_values_by_hand():
+    cfg = TrainConfig(learning_rate=0.1, warmup_steps=10)
+    s = learning_rate(cfg, 110)
+    assert lr_at(s, 0) == pytest.approx(0.0, abs=1e-7)
+    assert lr_at(s, 5) == pytest.approx(0.05, rel=1e-5)  # linear: half way up
+    assert lr_at(s, 10) == pytest.approx(0.1, rel=1e-5)  # peak
+    assert lr_at(s, 60) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 50 / 100)), rel=1e-5)
+    assert lr_at(s, 110) == pytest.approx(0.0, abs=1e-7)  # cosine reaches 0 at the end
+
+
+@pytest.mark.neutral
+def test_cosine_without_warmup_and_constant():
+    s = learning_rate(TrainConfig(learning_rate=0.2), 100)
+    assert lr_at(s, 0) == pytest.approx(0.2) and lr_at(s, 50) == pytest.approx(0.1, rel=1e-5)
+    assert learning_rate(TrainConfig(learning_rate=0.2, schedule="constant"), 100) == 0.2
+
+
+def test_bad_schedule_settings():
+    with pytest.raises(MentorError, match="warmup_steps"):
+        learning_rate(TrainConfig(warmup_steps=100), 100)
+    with pytest.raises(MentorError, match="schedule"):
+        learning_rate(TrainConfig(schedule="linear"), 100)
+    with pytest.raises(MentorError, match="optimizer"):
+        build_optimizer(TrainConfig(optimizer="lion"), 100)
+
+
+def test_total_steps():
+    assert total_steps(TrainConfig(batch_size=64, epochs=3), 1000) == (16, 48)
+    assert total_steps(TrainConfig(batch_size=64, epochs=3, steps_per_epoch=5), 1000) == (5, 15)
+
+
+@pytest.mark.neutral
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_weight_decay_shrinks_kernels_not_biases(name):
+    dense = keras.layers.Dense(2)
+    dense.build((None, 3))
+    dense.kernel.assign(np.ones((3, 2), "float32"))
+    dense.bias.assign(np.ones(2, "float32"))
+    opt = build_optimizer(TrainConfig(optimizer=name, learning_rate=0.5, weight_decay=0.1,
+                                      schedule="constant"), 10)
+    zeros = [keras.ops.zeros_like(dense.kernel), keras.ops.zeros_like(dense.bias)]
+    opt.apply_gradients(zip(zeros, [dense.kernel, dense.bias]))
+    kernel = keras.ops.convert_to_numpy(dense.kernel)
+    np.testing.assert_allclose(kernel, 1 - 0.5 * 0.1, rtol=1e-6)  # w ← w − lr·wd·w
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.bias), 1.0)
+
+
+@pytest.mark.neutral
+def test_weight_ema_values_by_hand():
+    dense = keras.layers.Dense(1, use_bias=False)
+    model = keras.Sequential([keras.Input((1,)), dense])
+    dense.kernel.assign([[1.0]])
+    ema = WeightEMA(model, decay=0.5)
+    dense.kernel.assign([[3.0]])
+    ema.update()  # n = 0: d = min(0.5, 1/10) = 0.1 → 0.1·1 + 0.9·3 = 2.8
+    assert float(keras.ops.convert_to_numpy(ema.averages[0])[0, 0]) == pytest.approx(2.8)
+    ema.update()  # n = 1: d = min(0.5, 2/11) → (2/11)·2.8 + (9/11)·3
+    want = (2 / 11) * 2.8 + (9 / 11) * 3
+    assert float(keras.ops.convert_to_numpy(ema.averages[0])[0, 0]) == pytest.approx(want)
+    ema.copy_to_model()
+    assert float(keras.ops.convert_to_numpy(dense.kernel)[0, 0]) == pytest.approx(want)
+
+
+def test_batchnorm_recalibration_gives_the_plain_mean():
+    bn = keras.layers.BatchNormalization()
+    model = keras.Sequential([keras.Input((2,)), bn])
+    x = np.random.default_rng(0).normal(3.0, 2.0, (400, 2)).astype("float32")
+    recalibrate_batchnorm(model, x, batch_size=100)
+    # the mean of four batch means is the mean of the data
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), x.mean(0), rtol=1e-5)
+
+
+def test_checkpoints_keep_the_newest_and_leave_no_partial_files(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    cb = Checkpoints(tmp_path / "ck", every=1, keep=2)
+    cb.set_model(model)
+    for epoch in range(4):
+        cb.on_epoch_end(epoch)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
+        "epoch-0003.weights.h5", "epoch-0004.weights.h5"]
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    other.load_weights(tmp_path / "ck" / "epoch-0004.weights.h5")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(other.weights[0]),
+                               keras.ops.convert_to_numpy(model.weights[0]))
