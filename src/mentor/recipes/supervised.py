@@ -55,6 +55,9 @@ class SupervisedTrainer(keras.Model):
         self.ema = WeightEMA(classifier, ema_decay, name="ema") if ema_decay else None
         self.label_smoothing = label_smoothing
 
+    def build(self, input_shape):
+        pass  # the classifier arrives built; augmenters have no weights to create
+
     def call(self, x, training=False):
         if training and self.augmenter is not None:
             x = self.augmenter(x, training=True)
@@ -136,7 +139,7 @@ def run(config: SupervisedConfig, out, *, name: str = "supervised") -> dict:
     if val is not None:
         metrics["val_acc"] = accuracy(classifier, val)
     metrics.update(params=count_params(classifier, trainable_only=True), train_images=len(train),
-                   test_images=len(test))
+                   val_images=len(val) if val else 0, test_images=len(test))
     run_dir.save_model(classifier, "model.keras")
 
     figures = [("Training curves", plot_history(run_dir.file("history.csv"),

@@ -1,0 +1,182 @@
+"""The command line: happy paths, and the catalogue of bad inputs.
+
+Every bad input must give one clear message on stderr (naming the problem and the fix),
+exit code 2, and no metrics.json.
+"""
+
+import json
+import subprocess
+import sys
+import urllib.error
+
+import keras
+import numpy as np
+import pytest
+
+from mentor.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def small_model(tmp_path, classes=10, size=8, lam=False):
+    layers = [keras.Input((size, size, 1)), keras.layers.Flatten()]
+    if lam:
+        layers.append(keras.layers.Lambda(lambda t: t * 1.0))
+    model = keras.Sequential(layers + [keras.layers.Dense(classes)])
+    path = tmp_path / ("lambda.keras" if lam else f"m{classes}.keras")
+    model.save(path)
+    return path
+
+
+def test_presets_lists_one_line_each(capsys):
+    code, out, _ = run_cli(capsys, "presets")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert any(line.startswith("demo ") for line in lines)
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # name + description
+
+
+def test_sources_and_help_teach(capsys):
+    assert run_cli(capsys, "sources")[1].count("embedded:mnist5k") == 1
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--set" in out and "example" in out
+
+
+def test_demo_end_to_end_short(capsys, tmp_path):
+    out_dir = tmp_path / "demo"
+    code, out, _ = run_cli(capsys, "demo", "--out", str(out_dir), "--set", "train.epochs=1")
+    assert code == 0 and "test_acc" in out
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["recipe"] == "supervised" and metrics["test_images"] == 1000
+
+    code, out, _ = run_cli(capsys, "evaluate", str(out_dir / "model.keras"),
+                           "--data", "embedded:mnist5k", "--json", str(tmp_path / "e.json"))
+    assert code == 0 and "accuracy" in out
+    assert 0.0 <= json.loads((tmp_path / "e.json").read_text())["test_acc"] <= 1.0
+
+
+def test_evaluate_resizes_data_to_the_model(capsys, tmp_path):
+    """An 8×8 model evaluated on 28×28 MNIST: the data is prepared to the model's input."""
+    code, out, _ = run_cli(capsys, "evaluate", str(small_model(tmp_path)),
+                           "--data", "embedded:mnist5k")
+    assert code == 0 and "5000 images" in out
+
+
+def npz(tmp_path, name, **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def bad_inputs(tmp_path):
+    """(argv, words the message must contain) for each bad input."""
+    ok_x = np.zeros((20, 8, 8), np.uint8)
+    ok_y = np.arange(20) % 2
+    one_class = tmp_path / "one_class" / "cat"
+    one_class.mkdir(parents=True)
+    from PIL import Image
+    Image.new("L", (8, 8)).save(one_class / "a.png")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "metrics.json").write_text("{}")
+    train = ["train", "demo", "--set"]
+    return {
+        "npz without y": (train + [f"data.train={npz(tmp_path, 'noy.npz', x=ok_x)}"],
+                          ["no", "'y'"]),
+        "npz without x": (train + [f"data.train={npz(tmp_path, 'nox.npz', y=ok_y)}"],
+                          ["no", "'x'"]),
+        "labels out of range for the train classes": (
+            train + [f"data.train={npz(tmp_path, 'tr.npz', x=ok_x, y=ok_y)}",
+                     "--set", f"data.test={npz(tmp_path, 'te.npz', x=ok_x, y=np.arange(20) % 7)}"],
+            ["label space"]),
+        "negative labels": (train + [f"data.train={npz(tmp_path, 'neg.npz', x=ok_x, y=ok_y - 1)}"],
+                            ["≥ 0"]),
+        "NaN images": (train + [f"data.train={npz(tmp_path, 'nan.npz', x=np.full((20, 8, 8), np.nan), y=ok_y)}"],
+                       ["NaN"]),
+        "wrong-rank images": (train + [f"data.train={npz(tmp_path, 'rank.npz', x=np.zeros((20, 64)), y=ok_y)}"],
+                              ["N×H×W"]),
+        "unknown preset": (["train", "dmeo"], ["unknown preset", "demo"]),
+        "unknown config key": (train + ["train.epoch=3"], ["unknown config key", "train.epochs"]),
+        "wrong config type": (train + ["train.epochs=ten"], ["train.epochs", "int"]),
+        "malformed --set": (train + ["epochs"], ["key=value"]),
+        "unknown model": (train + ["model.name=resnet9000"], ["unknown model", "small_cnn"]),
+        "unknown model option": (train + ["model.options.depth=3"], ["no option", "width"]),
+        "one-class folder": (train + [f"data.train=folder:{one_class.parent}"], ["2 classes"]),
+        "missing data file": (train + [f"data.train={tmp_path / 'missing.npz'}"],
+                              ["missing.npz"]),
+        "unknown source": (train + ["data.train=imagenet:train"], ["not a data source"]),
+        "too few labels for a split": (train + [f"data.train={npz(tmp_path, 'tiny.npz', x=ok_x[:2], y=ok_y[:2])}"],
+                                       ["empty"]),
+        "missing config file": (["train", str(tmp_path / "nope.toml")], ["no such config file"]),
+        "unwritable output directory": (["train", "demo", "--out", str(a_file / "run")],
+                                        ["cannot write the run directory"]),
+        "output holds a completed run": (["train", "demo", "--out", str(done)],
+                                         ["already holds a completed run"]),
+        "missing model file": (["evaluate", str(tmp_path / "none.keras"), "--data",
+                                "embedded:digits"], ["no such model file"]),
+        "model and data class counts differ": (
+            ["evaluate", str(small_model(tmp_path, classes=3)), "--data", "embedded:digits"],
+            ["predicts 3 classes", "10"]),
+        "Lambda model without --unsafe": (
+            ["evaluate", str(small_model(tmp_path, lam=True)), "--data", "embedded:digits"],
+            ["--unsafe"]),
+        "bad schedule": (train + ["train.schedule=linear"], ["train.schedule"]),
+    }
+
+
+@pytest.fixture
+def catalogue(tmp_path):
+    return bad_inputs(tmp_path)
+
+
+
+
+@pytest.mark.parametrize("case", [
+    "npz without y", "npz without x", "labels out of range for the train classes",
+    "negative labels", "NaN images", "wrong-rank images", "unknown preset",
+    "unknown config key", "wrong config type", "malformed --set", "unknown model",
+    "unknown model option", "one-class folder", "missing data file", "unknown source",
+    "too few labels for a split", "missing config file", "unwritable output directory",
+    "output holds a completed run", "missing model file", "model and data class counts differ",
+    "Lambda model without --unsafe", "bad schedule"])
+def test_bad_input_gets_one_clear_message(case, catalogue, capsys, tmp_path, monkeypatch):
+    argv, words = catalogue[case]
+    out_dir = tmp_path / "out"
+    if "--out" not in argv and argv[0] == "train":
+        argv = argv + ["--out", str(out_dir)]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2, err
+    assert err.startswith("mentor: error: ") and "Traceback" not in err
+    for word in words:
+        assert word in err, f"{case}: {word!r} not in {err!r}"
+    assert not (out_dir / "metrics.json").exists()
+
+
+def test_download_while_offline_says_where_to_put_the_file(capsys, tmp_path, monkeypatch):
+    import mentor.data.download as download
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(download, "_urlopen", offline)
+    monkeypatch.setenv("MENTOR_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_cli(capsys, "evaluate", str(small_model(tmp_path)), "--data", "mnist:test")
+    assert code == 2
+    assert "could not download" in err and str(tmp_path / "cache") in err
+    assert not list((tmp_path / "cache").rglob("*.part"))
+
+
+def test_exit_code_of_the_installed_command():
+    """The console entry point itself (not just main()) exits 2 on a MentorError."""
+    result = subprocess.run([sys.executable, "-m", "mentor", "train", "no-such-preset"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "unknown preset 'no-such-preset'" in result.stderr
