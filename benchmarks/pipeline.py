@@ -53,8 +53,8 @@ def main():
     args = parser.parse_args()
 
     data, data_name = load()
-    batches = Batches(data, BATCH, seed=0, steps_per_epoch=10_000)
-    big = Batches(data, STRONG_BATCH, seed=1, steps_per_epoch=10_000)
+    batches = Batches(data, BATCH, seed=0, steps=10**6)
+    big = Batches(data, STRONG_BATCH, seed=1, steps=10**6)
     weak_seed, strong_seed = keras.random.SeedGenerator(0), keras.random.SeedGenerator(1)
     keras_randaugment = keras.layers.RandAugment(value_range=(0, 255), seed=2)
 

@@ -45,39 +45,42 @@ def test_labeled_split_asks_for_too_many():
 
 def test_batches_shapes_dtype_and_one_pass_covers_every_image():
     data = make_set(100)
-    batches = Batches(data, 32, seed=1)
-    assert len(batches) == 4
-    xs, ys = zip(*(batches[i] for i in range(len(batches))))
+    batches = Batches(data, 32, steps=8, seed=1)
+    assert len(batches) == 8
+    xs, ys = zip(*(batches[i] for i in range(4)))
     assert xs[0].shape == (32, 8, 8, 1) and xs[0].dtype == np.uint8 and ys[0].dtype == np.int64
-    seen = np.concatenate(ys)[:100]  # first 100 positions are one permutation
+    seen = np.concatenate(ys)[:100]  # the first 100 positions are one permutation
     assert sorted(seen.tolist()) == sorted(data.y.tolist())
 
 
-def test_batches_are_deterministic_for_a_seed_and_differ_across_seeds_and_epochs():
+def test_batches_are_deterministic_for_a_seed_and_resume_at_a_step():
     data = make_set(100)
-    a, b, c = Batches(data, 16, seed=1), Batches(data, 16, seed=1), Batches(data, 16, seed=2)
+    a, b, c = (Batches(data, 16, steps=50, seed=s) for s in (1, 1, 2))
     assert (a[2][0] == b[2][0]).all() and not (a[2][0] == c[2][0]).all()
-    first = a[0][0].copy()
-    a.on_epoch_end()
-    assert not (a[0][0] == first).all()
-    resumed = Batches(data, 16, seed=1, start_epoch=1)
-    assert (resumed[0][0] == a[0][0]).all()
+    assert not (a[0][0] == a[7][0]).all()  # the next pass is another permutation
+    resumed = Batches(data, 16, steps=50, seed=1, start_step=7)
+    assert len(resumed) == 43 and (resumed[0][0] == a[7][0]).all()
+    with pytest.raises(MentorError, match="start_step"):
+        Batches(data, 16, steps=50, start_step=50)
 
 
 def test_paired_batches_ratio_and_independent_streams():
     source, target = make_set(60), make_set(300)
-    paired = PairedBatches(source, target, 8, ratio=3, seed=0, target_labels=True)
+    paired = PairedBatches(source, target, 8, ratio=3, steps=20, seed=0, target_labels=True)
     x, y = paired[0]
     assert x["source"].shape == (8, 8, 8, 1) and x["target"].shape == (24, 8, 8, 1)
     assert y.shape == (8,) and x["target_labels"].shape == (24,)
-    assert len(paired) == 8  # ceil(60 / 8): epochs follow the source set
+    assert len(paired) == 20
+    # the target stream is its own permutation chain: 300 target rows in 13 steps of 24
+    rows = np.concatenate([paired.target_stream.rows(g) for g in range(12)])
+    assert len(np.unique(rows)) == 288
 
 
 def test_paired_batches_reject_mismatched_sets():
     with pytest.raises(MentorError, match="label space"):
-        PairedBatches(make_set(60, classes=10), make_set(60, classes=5), 8)
+        PairedBatches(make_set(60, classes=10), make_set(60, classes=5), 8, steps=5)
     with pytest.raises(MentorError, match="same image_size"):
-        PairedBatches(make_set(60), make_set(60, size=16), 8)
+        PairedBatches(make_set(60), make_set(60, size=16), 8, steps=5)
 
 
 @pytest.mark.parametrize("x, y, words", [

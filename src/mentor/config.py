@@ -35,7 +35,10 @@ class DataConfig:
     val_fraction: float = 0.1  # of the training images, for monitoring and early stopping
     image_size: int = 0  # 0 → the training images' own (square) size
     channels: int = 0  # 0 → the training images' own channel count
-    workers: int = 1  # loader threads; gathering uint8 rows is cheap, see benchmarks/
+    # Loader threads. 1 is exact and enough (gathering uint8 rows is cheap: benchmarks/);
+    # with more, Keras 3.15 serves its first-batch peek from the shared queue, so the
+    # first batch is trained last and runs are not bit-reproducible.
+    workers: int = 1
 
 
 @dataclass

@@ -119,35 +119,31 @@ def _check_batch(data: ImageSet, batch_size: int):
 
 
 class Batches(keras.utils.PyDataset):
-    """Shuffled uint8 batches (x, y) of one ImageSet for `fit`.
+    """Shuffled uint8 batches (x, y) of one ImageSet for a whole run of `steps` steps.
 
-    steps_per_epoch defaults to one pass (⌈N / batch⌉ batches, each full: the stream wraps
-    into the next permutation instead of emitting a short last batch). `start_epoch` resumes
-    (pair it with fit's initial_epoch).
+    Index i is global step start_step + i. Fit with `steps_per_epoch` and `shuffle=False`:
+    Keras then draws one index after the other from a single iterator across epochs. Keras's
+    own epoch bookkeeping cannot be the source of the order (measured with Keras 3.15: with
+    one worker it calls on_epoch_end once more than there are epochs, with threads it
+    prefetches the next epoch first), and `shuffle=True` would reorder indices with NumPy's
+    global RNG. Every batch is full: the stream wraps into the next permutation.
     """
 
-    def __init__(self, data: ImageSet, batch_size: int, *, seed: int = 0,
-                 steps_per_epoch: int = 0, shuffle: bool = True, start_epoch: int = 0,
-                 workers: int = 1, **kwargs):
+    def __init__(self, data: ImageSet, batch_size: int, *, steps: int, seed: int = 0,
+                 shuffle: bool = True, start_step: int = 0, workers: int = 1, **kwargs):
         super().__init__(workers=workers, use_multiprocessing=False, **kwargs)
         _check_batch(data, batch_size)
-        self.data = data
+        if not 0 <= start_step < steps:
+            raise MentorError(f"start_step must lie in [0, {steps}), got {start_step}.")
+        self.data, self.steps, self.start_step = data, steps, start_step
         self.stream = _Stream(len(data), batch_size, seed, salt=0, shuffle=shuffle)
-        self.steps_per_epoch = steps_per_epoch or -(-len(data) // batch_size)
-        self.epoch = start_epoch
 
     def __len__(self):
-        return self.steps_per_epoch
-
-    def global_step(self, index: int) -> int:
-        return self.epoch * self.steps_per_epoch + index
+        return self.steps - self.start_step
 
     def __getitem__(self, index):
-        rows = self.stream.rows(self.global_step(index))
+        rows = self.stream.rows(self.start_step + index)
         return self.data.x[rows], self.data.y[rows]
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
 
 class PairedBatches(Batches):
@@ -180,7 +176,7 @@ class PairedBatches(Batches):
         self.target_labels = target_labels
 
     def __getitem__(self, index):
-        g = self.global_step(index)
+        g = self.start_step + index
         rows, rows_t = self.stream.rows(g), self.target_stream.rows(g)
         x = {"source": self.data.x[rows], "target": self.target.x[rows_t]}
         if self.target_labels:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 import keras
+import numpy as np
 
 from mentor import augment
 from mentor.config import AugmentConfig, SupervisedConfig, to_dict, dumps
@@ -106,11 +107,12 @@ def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val
     if run is not None:
         callbacks += [Checkpoints(run.checkpoints, t.checkpoint_every, t.keep_checkpoints),
                       keras.callbacks.CSVLogger(str(run.file(history_name)))]
-    batches = Batches(train, t.batch_size, seed=config.seed, steps_per_epoch=per_epoch,
+    batches = Batches(train, t.batch_size, steps=steps, seed=config.seed,
                       workers=config.data.workers)
     validation = (val.x, val.y) if val is not None else None
-    history = trainer.fit(batches, epochs=t.epochs, validation_data=validation,
-                          callbacks=callbacks, verbose=fit_verbosity())
+    history = trainer.fit(batches, epochs=t.epochs, steps_per_epoch=per_epoch, shuffle=False,
+                          validation_data=validation, callbacks=callbacks,
+                          verbose=fit_verbosity())
     done = int(keras.ops.convert_to_numpy(trainer.optimizer.iterations))
     if swa and swa.finish():
         recalibrate_batchnorm(classifier, train.x, t.batch_size)
@@ -145,9 +147,9 @@ def run(config: SupervisedConfig, out, *, name: str = "supervised") -> dict:
     figures = [("Training curves", plot_history(run_dir.file("history.csv"),
                                                 run_dir.file("curves.png"), name).name)]
     if trainer.augmenter is not None:
-        views = {"clean": train.x[:8],
-                 config.augment.kind: keras.ops.convert_to_numpy(
-                     trainer.augmenter(train.x[:8], training=True))}
+        shown = train.x[np.random.default_rng(config.seed).choice(len(train), 8, replace=False)]
+        views = {"clean": shown, config.augment.kind: keras.ops.convert_to_numpy(
+            trainer.augmenter(shown, training=True))}
         figures.append(("Augmentation samples",
                         augment.sample_grid(views, run_dir.file("augment.png")).name))
     metrics["seconds"] = round(time.time() - start, 1)
