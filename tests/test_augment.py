@@ -79,6 +79,93 @@ def test_bad_arguments_raise_mentor_error():
         augment.inception_crop(images, 0, area=(0.0, 1.0))
 
 
+# ---------------------------------------------------------------------------- resampling
+
+
+# Non-square (catches swapped axes), and the shape the contract test above already sends
+# through the resampler: on eager JAX each op compiles once per shape.
+RESAMPLE_SHAPE = (6, 20, 28)  # batch, height, width
+
+
+def resample_images(channels, seed=0):
+    """Non-integer pixels: an off-by-a-fraction sample point shows."""
+    shape = (*RESAMPLE_SHAPE, channels)
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+def random_transforms(seed):
+    """B×8 affine maps mixing rotation (±60°), shear, scaling (0.5-1.6) and translation
+    (up to a third of the side): many samples land near or beyond the border."""
+    batch, height, width = RESAMPLE_SHAPE
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(-np.pi / 3, np.pi / 3, batch)
+    shear = rng.uniform(-0.5, 0.5, batch)
+    scale_x, scale_y = rng.uniform(0.5, 1.6, (2, batch))
+    transforms = np.zeros((batch, 8), "float32")
+    transforms[:, 0] = scale_x * np.cos(angle)
+    transforms[:, 1] = -np.sin(angle) + shear
+    transforms[:, 2] = rng.uniform(-width / 3, width / 3, batch)
+    transforms[:, 3] = np.sin(angle)
+    transforms[:, 4] = scale_y * np.cos(angle)
+    transforms[:, 5] = rng.uniform(-height / 3, height / 3, batch)
+    return transforms
+
+
+def keras_affine(images, transforms, fill_mode="constant"):
+    return as_numpy(ops.image.affine_transform(images, transforms, interpolation="bilinear",
+                                               fill_mode=fill_mode, fill_value=augment.GREY))
+
+
+@neutral
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_resample_matches_keras_affine_transform(channels, fill_mode):
+    images, transforms = resample_images(channels, seed=channels), random_transforms(channels)
+    out = augment._resample(images, transforms, fill_mode=fill_mode, fill_value=augment.GREY)
+    expected = keras_affine(images, transforms, fill_mode)
+    np.testing.assert_allclose(as_numpy(out), expected, atol=1e-3)
+
+
+@neutral
+def test_resample_identity_returns_the_input_exactly():
+    images = resample_images(3)
+    identity = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0], "float32"), (len(images), 1))
+    out = augment._resample(images, identity, fill_value=augment.GREY)
+    np.testing.assert_array_equal(as_numpy(out), images)
+
+
+@neutral
+def test_resample_by_whole_pixels_is_a_shift_with_fill():
+    images = resample_images(3)
+    batch, height, width = RESAMPLE_SHAPE
+    # Output (x, y) reads input (x + dx, y + dy), with |dx|, |dy| up to 5 px.
+    shifts = np.random.default_rng(1).integers(-5, 6, (batch, 2))
+    transforms = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0], "float32"), (batch, 1))
+    transforms[:, 2], transforms[:, 5] = shifts[:, 0], shifts[:, 1]
+    padded = np.pad(images, ((0, 0), (5, 5), (5, 5), (0, 0)), constant_values=7.0)
+    expected = np.stack([padded[i, 5 + dy : 5 + dy + height, 5 + dx : 5 + dx + width]
+                         for i, (dx, dy) in enumerate(shifts)])
+    out = augment._resample(images, transforms, fill_value=7.0)
+    np.testing.assert_array_equal(as_numpy(out), expected)
+
+
+@neutral
+def test_resample_divides_by_the_projective_term():
+    # k = c1·y + 1 is constant along a row, so output row y is that row of a plain scaling
+    # by 1/k. (Keras's affine_transform on torch and JAX does not divide by k.)
+    batch, height, _ = RESAMPLE_SHAPE
+    images = np.repeat(resample_images(1, seed=2)[:1], batch, axis=0)
+    c1 = 0.05
+    projective = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, c1], "float32"), (batch, 1))
+    out = as_numpy(augment._resample(images, projective, fill_value=augment.GREY))
+    rows = np.linspace(0, height - 1, batch).round().astype(int)  # one image per row checked
+    scalings = np.array([[1 / (c1 * y + 1), 0, 0, 0, 1 / (c1 * y + 1), 0, 0, 0]
+                         for y in rows], "float32")
+    expected = keras_affine(images, scalings)
+    for i, y in enumerate(rows):
+        np.testing.assert_allclose(out[0, y], expected[i, y], atol=1e-3)
+
+
 # ---------------------------------------------------------------------------- weak
 
 
