@@ -55,7 +55,7 @@ def test_weight_decay_shrinks_kernels_not_biases(name):
     dense.bias.assign(np.ones(2, "float32"))
     opt = build_optimizer(TrainConfig(optimizer=name, learning_rate=0.5, weight_decay=0.1,
                                       schedule="constant"), 10)
-    zeros = [keras.ops.zeros_like(dense.kernel), keras.ops.zeros_like(dense.bias)]
+    zeros = [keras.ops.zeros(dense.kernel.shape), keras.ops.zeros(dense.bias.shape)]
     opt.apply_gradients(zip(zeros, [dense.kernel, dense.bias]))
     kernel = keras.ops.convert_to_numpy(dense.kernel)
     np.testing.assert_allclose(kernel, 1 - 0.5 * 0.1, rtol=1e-6)  # w ← w − lr·wd·w

@@ -144,7 +144,9 @@ class WeightEMA(keras.layers.Layer):
             for i, w in enumerate(sources)
         ]
         for a, w in zip(self.averages, sources):
-            a.assign(w)
+            # A host copy: assigning `w` itself would share its buffer on JAX, which then
+            # donates that one buffer twice to the jitted train step.
+            a.assign(keras.ops.convert_to_numpy(w))
         self.count = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                      name="count")
 
@@ -157,7 +159,7 @@ class WeightEMA(keras.layers.Layer):
 
     def copy_to_model(self):
         for a, w in zip(self.averages, self._sources()):
-            w.assign(a)
+            w.assign(keras.ops.convert_to_numpy(a))
 
 
 class SWA(keras.callbacks.Callback):
