@@ -50,8 +50,10 @@ def test_sources_and_help_teach(capsys):
 
 def test_demo_end_to_end_short(capsys, tmp_path):
     out_dir = tmp_path / "demo"
-    code, out, _ = run_cli(capsys, "demo", "--out", str(out_dir), "--set", "train.epochs=1")
+    code, out, _ = run_cli(capsys, "demo", "supervised", "--out", str(out_dir),
+                           "--set", "train.epochs=1")
     assert code == 0 and "test_acc" in out
+    out_dir = out_dir / "supervised"
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["recipe"] == "supervised" and metrics["test_images"] == 1000
 
@@ -129,6 +131,7 @@ def bad_inputs(tmp_path):
             ["evaluate", str(small_model(tmp_path, lam=True)), "--data", "embedded:digits"],
             ["--unsafe"]),
         "bad schedule": (train + ["train.schedule=linear"], ["train.schedule"]),
+        "unknown demo part": (["demo", "adamatch-ish"], ["unknown demo part", "supervised"]),
     }
 
 
@@ -146,7 +149,7 @@ def catalogue(tmp_path):
     "unknown model option", "one-class folder", "missing data file", "unknown source",
     "too few labels for a split", "missing config file", "unwritable output directory",
     "output holds a completed run", "missing model file", "model and data class counts differ",
-    "Lambda model without --unsafe", "bad schedule"])
+    "Lambda model without --unsafe", "bad schedule", "unknown demo part"])
 def test_bad_input_gets_one_clear_message(case, catalogue, capsys, tmp_path, monkeypatch):
     argv, words = catalogue[case]
     out_dir = tmp_path / "out"

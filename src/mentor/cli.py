@@ -17,6 +17,7 @@ examples:
   mentor train demo --set train.epochs=3        # a preset with an override
   mentor train my.toml --out runs/mine          # your own config file
   mentor evaluate runs/mine/model.keras --data ../data/test.npz
+  mentor robustness runs/mine/model.keras --data cifar10:test --max-images 2000
   mentor sources                                # how to name data
 backend: torch by default; set KERAS_BACKEND=jax or tensorflow to change it.
 """
@@ -40,7 +41,7 @@ def _print_metrics(metrics: dict, path):
     for key, value in metrics.items():
         shown = f"{value:.4f}" if isinstance(value, float) and abs(value) <= 1 else value
         print(f"  {key:<22} {shown}")
-    print(f"run directory: {path} (report.html, metrics.json, model)")
+    print(f"run directory: {path} (report.html, metrics.json, models)")
 
 
 def _evaluate(args):
@@ -53,6 +54,25 @@ def _evaluate(args):
         with open(args.json, "w") as f:
             json.dump(metrics, f, indent=2)
     return 0
+
+
+def _robustness(args):
+    from mentor.robustness import evaluate_file
+
+    metrics, out = evaluate_file(
+        args.model, args.data, cifar10c=args.cifar10c, out=args.out,
+        corruptions=_csv(args.corruptions), severities=[int(s) for s in _csv(args.severities)],
+        max_images=args.max_images, seed=args.seed, unsafe=args.unsafe)
+    print(f"clean accuracy      {metrics['clean_acc']:.4f}")
+    if "corrupt_acc" in metrics:
+        print(f"corrupt accuracy    {metrics['corrupt_acc']:.4f}  (15 corruptions × severities)")
+    print(f"all corruptions     {metrics['corrupt_acc_all']:.4f}")
+    print(f"run directory: {out} (report.html, robustness.png, metrics.json)")
+    return 0
+
+
+def _csv(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
 
 
 def _presets(args):
@@ -70,16 +90,34 @@ def _sources(args):
     return 0
 
 
+DEMO_PARTS = {  # part → (preset, what it shows)
+    "supervised": ("demo", "small CNN on embedded MNIST-5k"),
+    "consistency": ("demo-consistency", "a noisy student of that model, under 19 corruptions"),
+}
+
+
 def _demo(args):
     from mentor.config import load_config
     from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path
 
-    config, name = load_config("demo", args.set)
-    run_dir = RunDir(args.out or default_run_path("demo"))
-    print(f"mentor demo: supervised small CNN on embedded MNIST-5k → {run_dir.path}", flush=True)
-    metrics = get_recipe(config.recipe).run(config, run_dir, name="demo")
-    _print_metrics(metrics, run_dir.path)
+    root = args.out or default_run_path("demo")
+    parts = args.parts or list(DEMO_PARTS)
+    unknown = [p for p in parts if p not in DEMO_PARTS]
+    if unknown:
+        raise MentorError(f"unknown demo part {unknown[0]!r}; parts: {', '.join(DEMO_PARTS)}.")
+    done = {}
+    for part in parts:
+        preset, what = DEMO_PARTS[part]
+        overrides = list(args.set)
+        if part == "consistency" and "supervised" in done:
+            overrides.append(f"teacher.path={done['supervised']}")
+        config, _ = load_config(preset, overrides)
+        run_dir = RunDir(f"{root}/{part}")
+        print(f"\nmentor demo, {part}: {what} → {run_dir.path}", flush=True)
+        metrics = get_recipe(config.recipe).run(config, run_dir, name=preset)
+        _print_metrics(metrics, run_dir.path)
+        done[part] = run_dir.path
     return 0
 
 
@@ -117,15 +155,44 @@ def build_parser() -> argparse.ArgumentParser:
                         "for files you trust")
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser(
+        "robustness", help="accuracy under the 19 CIFAR-10-C corruptions × 5 severities",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+        The CIFAR-10-C protocol for any model and data: clean accuracy, then accuracy on each
+        corruption at each severity, generated on the fly with the CIFAR parameters (or read
+        from the official release with --cifar10c). corrupt_acc is the mean over the 15
+        benchmark corruptions × 5 severities (what RobustBench reports)."""),
+        epilog="example: mentor robustness runs/x/model.keras --data cifar10:test "
+               "--max-images 2000")
+    p.add_argument("model", metavar="MODEL", help="path to a .keras file")
+    p.add_argument("--data", required=True, metavar="SOURCE", help="clean test data")
+    p.add_argument("--cifar10c", metavar="DIR",
+                   help="the extracted CIFAR-10-C release: evaluate on its images instead")
+    p.add_argument("--corruptions", metavar="A,B", help="a subset, comma-separated (default all 19)")
+    p.add_argument("--severities", default="1,2,3,4,5", metavar="1,2,…")
+    p.add_argument("--max-images", type=int, default=0,
+                   help="a seeded subset of the test images, for speed (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions' randomness")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/robustness-TIMESTAMP)")
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    p.set_defaults(func=_robustness)
+
     p = sub.add_parser("presets", help="list the shipped presets, one line each")
     p.set_defaults(func=_presets)
 
     p = sub.add_parser("sources", help="how to name data: files, folders, downloads, embedded")
     p.set_defaults(func=_sources)
 
-    p = sub.add_parser("demo", help="the end-to-end demo on embedded data (no network)")
+    p = sub.add_parser("demo", help="the end-to-end demo on embedded data (no network)",
+                       description="Runs each part on data shipped with mentor, each into "
+                                   "its own folder of the run directory: "
+                                   + "; ".join(f"{k}: {v[1]} (preset {v[0]})"
+                                               for k, v in DEMO_PARTS.items()) + ".")
+    p.add_argument("parts", nargs="*", metavar="PART",
+                   help=f"parts to run (default all: {', '.join(DEMO_PARTS)})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the demo preset")
+                   help="override a key in every part's preset")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/demo-TIMESTAMP)")
     p.set_defaults(func=_demo)
     return parser

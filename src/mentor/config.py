@@ -92,7 +92,50 @@ class SupervisedConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-RECIPES: dict[str, type] = {"supervised": SupervisedConfig}
+@dataclass
+class TeacherConfig:
+    # A .keras file or a mentor run directory (its model.keras); "" → train the teacher first
+    # with `supervised` on the same data, using the sections below.
+    path: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class ConsistencyLossConfig:
+    temperature: float = 10.0  # Noisy-Student consistency seed (keras-io)
+    ce_weight: float = 0.5  # ½·CE(labels, student) …
+    kd_weight: float = 0.5  # … + ½·KL(teacher/T ‖ student/T)
+    t_squared: bool = True  # × T² (Hinton et al. 2015): else at T = 10 the KL gradient is 1/100
+
+
+@dataclass
+class RobustnessConfig:
+    corruptions: list = field(default_factory=list)  # [] → all 19
+    severities: list = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    max_images: int = 0  # 0 → every test image; else a seeded subset, for speed
+    seed: int = 0  # of the corruptions' random draws
+
+
+@dataclass
+class ConsistencyConfig:
+    recipe: str = "consistency"
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # the student
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="strong"))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: ConsistencyLossConfig = field(default_factory=ConsistencyLossConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    # Start the student from the teacher's initial weights (consistency seed 000), when the
+    # teacher is trained in this run with the same model.
+    student_from_teacher_init: bool = False
+
+
+RECIPES: dict[str, type] = {"supervised": SupervisedConfig, "consistency": ConsistencyConfig}
 
 
 # ----------------------------------------------------------------------------- building
@@ -106,8 +149,8 @@ def _coerce(value, tp, key: str):
     """Check a TOML value against a field type; ints are accepted where floats are."""
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp is dict and isinstance(value, dict):
-        return dict(value)
+    if tp in (dict, list) and isinstance(value, tp):
+        return tp(value)
     ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
     if not ok:
         raise MentorError(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 
 # recipe name → module; a module exposes run(config, out, name=...) -> metrics dict
-RECIPES = {"supervised": "mentor.recipes.supervised"}
+RECIPES = {"supervised": "mentor.recipes.supervised",
+           "consistency": "mentor.recipes.consistency"}
 
 
 def get_recipe(name: str):

@@ -79,10 +79,11 @@ class SupervisedTrainer(keras.Model):
 
 
 def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val=None, *,
-                   run: RunDir | None = None, history_name: str = "history.csv"):
+                   run: RunDir | None = None, prefix: str = ""):
     """Train `classifier` in place on `train`; return (trainer, keras History, steps).
 
-    Other recipes call this for their teachers and baselines.
+    Other recipes call this for their teachers and baselines, with a `prefix` ("teacher_")
+    that keeps their history and checkpoints apart from the main model's.
     """
     t = config.train
     per_epoch, steps = total_steps(t, len(train))
@@ -105,8 +106,9 @@ def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val
     if swa:
         callbacks.append(swa)
     if run is not None:
-        callbacks += [Checkpoints(run.checkpoints, t.checkpoint_every, t.keep_checkpoints),
-                      keras.callbacks.CSVLogger(str(run.file(history_name)))]
+        callbacks += [Checkpoints(run.checkpoints / prefix.rstrip("_") if prefix
+                                  else run.checkpoints, t.checkpoint_every, t.keep_checkpoints),
+                      keras.callbacks.CSVLogger(str(run.file(f"{prefix}history.csv")))]
     batches = Batches(train, t.batch_size, steps=steps, seed=config.seed,
                       workers=config.data.workers)
     validation = (val.x, val.y) if val is not None else None

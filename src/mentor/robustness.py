@@ -1,0 +1,177 @@
+"""The CIFAR-10-C protocol (Hendrycks & Dietterich 2019) for any model and any data.
+
+Accuracy on the clean images, then on each of 19 corruptions × 5 severities, generated on the
+fly with the CIFAR parameters (mentor.corruptions) or read from the official CIFAR-10-C
+release. `corrupt_acc` is the plain mean over the 15 benchmark corruptions × 5 severities,
+the number RobustBench reports; `corrupt_acc_all` adds the 4 extra corruptions.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from mentor.data.imageset import ImageSet
+from mentor.errors import MentorError
+
+
+def _predict(models: dict, x: np.ndarray, batch_size: int) -> dict:
+    return {name: np.argmax(m.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+            for name, m in models.items()}
+
+
+def _progress(done: int, total: int, start: float, label: str):
+    if sys.stderr.isatty() or done == total or done % max(1, total // 10) == 0:
+        rate = (time.time() - start) / max(done, 1)
+        end = "\n" if done == total or not sys.stderr.isatty() else "\r"
+        print(f"robustness: {done}/{total} cells ({label}), ~{rate * (total - done):.0f} s left",
+              end=end, file=sys.stderr, flush=True)
+
+
+def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3, 4, 5),
+          seed: int = 0, batch_size: int = 256, cifar10c_dir=None) -> dict[str, dict]:
+    """Accuracy of each model (name → keras.Model) clean and on every corruption cell.
+
+    All models see the same corrupted images. Returns name → metrics dict with `clean_acc`,
+    `corrupt_acc`, `corrupt_acc_all` and `corrupt_acc/<corruption>/<severity>`.
+    With `cifar10c_dir`, corrupted images and labels come from the official release and
+    `data` gives only the clean accuracy.
+    """
+    from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
+
+    names = list(corruptions or CORRUPTIONS)
+    for s in severities:
+        if s not in (1, 2, 3, 4, 5):
+            raise MentorError(f"severities run from 1 to 5, got {s}.")
+    out = {m: {"clean_acc": float(np.mean(p == data.y))}
+           for m, p in _predict(models, data.x, batch_size).items()}
+    cells = [(c, s) for c in names for s in severities]
+    start = time.time()
+    for i, (c, s) in enumerate(cells, 1):
+        if cifar10c_dir is not None:
+            from mentor.data.sources import load_cifar10c
+
+            cell = load_cifar10c(cifar10c_dir, c, s)
+            x, y = cell.x, cell.y
+        else:
+            x, y = corrupt(data.x, c, s, seed=seed), data.y
+        for m, p in _predict(models, x, batch_size).items():
+            out[m][f"corrupt_acc/{c}/{s}"] = float(np.mean(p == y))
+        _progress(i, len(cells), start, f"{c} {s}")
+    for m, metrics in out.items():
+        bench = [metrics[f"corrupt_acc/{c}/{s}"] for c in names if c in BENCHMARK_CORRUPTIONS
+                 for s in severities]
+        every = [metrics[f"corrupt_acc/{c}/{s}"] for c in names for s in severities]
+        if bench:
+            metrics["corrupt_acc"] = float(np.mean(bench))
+        metrics["corrupt_acc_all"] = float(np.mean(every))
+    return out
+
+
+def tables(metrics: dict) -> tuple[dict, dict]:
+    """(per corruption mean over severities, per severity mean over corruptions)."""
+    cells = {tuple(k.split("/")[1:]): v for k, v in metrics.items()
+             if k.startswith("corrupt_acc/")}
+    per_c, per_s = {}, {}
+    for (c, s), v in cells.items():
+        per_c.setdefault(c, []).append(v)
+        per_s.setdefault(int(s), []).append(v)
+    return ({c: float(np.mean(v)) for c, v in per_c.items()},
+            {s: float(np.mean(v)) for s, v in sorted(per_s.items())})
+
+
+def heatmap(results: dict[str, dict], path, title: str = "accuracy under corruption"):
+    """One panel per model: corruptions × severities, accuracy in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(results.values()))
+    names = list(dict.fromkeys(k.split("/")[1] for k in first if k.startswith("corrupt_acc/")))
+    sevs = sorted({int(k.split("/")[2]) for k in first if k.startswith("corrupt_acc/")})
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 + 2.6 * len(results), 0.32 * len(names) + 1.6),
+                             squeeze=False)
+    for ax, (model, m) in zip(axes[0], results.items()):
+        grid = np.array([[m[f"corrupt_acc/{c}/{s}"] for s in sevs] for c in names])
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for (r, col), v in np.ndenumerate(grid):
+            ax.text(col, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < 0.6 else "black")
+        ax.set_xticks(range(len(sevs)), [str(s) for s in sevs])
+        ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names))
+        ax.set_xlabel("severity")
+        ax.set_title(f"{model}\nclean {m['clean_acc']:.3f} · corrupt "
+                     f"{m.get('corrupt_acc', m['corrupt_acc_all']):.3f}", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def compare_bars(results: dict[str, dict], path):
+    """Mean accuracy over severities per corruption, one bar per model, clean first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per = {m: tables(r)[0] for m, r in results.items()}
+    names = ["clean"] + list(next(iter(per.values())))
+    width = 0.8 / len(results)
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names) + 2), 3.4))
+    for i, (model, means) in enumerate(per.items()):
+        values = [results[model]["clean_acc"]] + [means[n] for n in names[1:]]
+        ax.bar(np.arange(len(names)) + (i - (len(results) - 1) / 2) * width, values, width,
+               label=model)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (mean over severities)")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptions=(),
+                  severities=(1, 2, 3, 4, 5), max_images: int = 0, seed: int = 0,
+                  unsafe: bool = False):
+    """`mentor robustness`: sweep one saved model, write a run directory. Returns
+    (metrics, run directory path)."""
+    import keras
+
+    from mentor.data.pipeline import prepare
+    from mentor.data.sources import load_source
+    from mentor.models import load_model
+    from mentor.report import write_report
+    from mentor.runs import RunDir, default_run_path
+    from mentor.training import check_model_matches
+
+    start = time.time()
+    run = RunDir(out or default_run_path("robustness"))
+    model = load_model(model_path, safe_mode=not unsafe)
+    _, height, _, channels = model.input_shape
+    data = prepare(load_source(source, image_size=height), height or 0, channels or 0)
+    check_model_matches(model, data)
+    if max_images and max_images < len(data):
+        rows = np.sort(np.random.default_rng(seed).permutation(len(data))[:max_images])
+        data = data.subset(rows)
+    result = sweep({"model": model}, data, corruptions=list(corruptions) or None,
+                   severities=tuple(severities), seed=seed, cifar10c_dir=cifar10c)["model"]
+    metrics = {"recipe": "robustness", "backend": keras.backend.backend(), "steps": 0,
+               "model": str(model_path), "data": source, "images": len(data), **result}
+    metrics["seconds"] = round(time.time() - start, 1)
+    per_c, per_s = tables(result)
+    summary = {k: v for k, v in metrics.items() if "/" not in k}
+    summary.update({f"mean over severities: {c}": v for c, v in per_c.items()})
+    summary.update({f"mean over corruptions: severity {s}": v for s, v in per_s.items()})
+    figures = [("Accuracy per corruption and severity",
+                heatmap({"model": result}, run.file("robustness.png")).name)]
+    write_report(run.file("report.html"), f"robustness of {model_path}", summary, figures)
+    run.write_metrics(metrics)
+    return metrics, run.path
