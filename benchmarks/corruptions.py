@@ -36,7 +36,7 @@ from mentor.data.resize import resize_and_pad, to_channels
 from mentor.data.sources import load_source
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from pipeline import write_section  # noqa: E402  (benchmarks/ is not a package)
+from _bench import write_section  # noqa: E402  (benchmarks/ is not a package)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10_test2k.npz"
@@ -170,7 +170,7 @@ def main():
     ])
     print(section)
     if args.write:
-        write_section(ROOT / "docs" / "benchmarks.md", "corruptions", section)
+        write_section("corruptions", section)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from mentor.data.sources import load_source
 from mentor.models import build_model
 from mentor.recipes.supervised import SupervisedTrainer
 
+from _bench import write_section  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10_train5k.npz"
 BATCH = 64  # the WRN-28-2 step of the foundation issue
@@ -120,20 +122,7 @@ def main():
     ])
     print(section)
     if args.write:
-        write_section(ROOT / "docs" / "benchmarks.md", "pipeline", section)
-
-
-def write_section(path: pathlib.Path, key: str, section: str):
-    """Replace the text between <!-- key --> markers (append the section if absent)."""
-    begin, end = f"<!-- {key} -->", f"<!-- /{key} -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{section}\n{end}"
-    if begin in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+        write_section("pipeline", section)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def bad_inputs(tmp_path):
     done.mkdir()
     (done / "metrics.json").write_text("{}")
     train = ["train", "demo", "--set"]
+    robust = ["robustness", str(small_model(tmp_path)), "--data", "embedded:digits"]
     return {
         "npz without y": (train + [f"data.train={npz(tmp_path, 'noy.npz', x=ok_x)}"],
                           ["no", "'y'"]),
@@ -132,6 +133,14 @@ def bad_inputs(tmp_path):
             ["--unsafe"]),
         "bad schedule": (train + ["train.schedule=linear"], ["train.schedule"]),
         "unknown demo part": (["demo", "adamatch-ish"], ["unknown demo part", "supervised"]),
+        "unknown corruption": (robust + ["--corruptions", "fgo"],
+                               ["unknown corruption 'fgo'", "'fog'"]),
+        "severity outside 1-5": (robust + ["--severities", "6"], ["1 to 5", "6"]),
+        "robustness: class counts differ": (
+            ["robustness", str(small_model(tmp_path, classes=3)), "--data", "embedded:digits"],
+            ["predicts 3 classes"]),
+        "CIFAR-10-C folder missing a file": (
+            robust + ["--cifar10c", str(tmp_path), "--corruptions", "fog"], ["fog.npy"]),
     }
 
 
@@ -149,11 +158,13 @@ def catalogue(tmp_path):
     "unknown model option", "one-class folder", "missing data file", "unknown source",
     "too few labels for a split", "missing config file", "unwritable output directory",
     "output holds a completed run", "missing model file", "model and data class counts differ",
-    "Lambda model without --unsafe", "bad schedule", "unknown demo part"])
+    "Lambda model without --unsafe", "bad schedule", "unknown demo part",
+    "unknown corruption", "severity outside 1-5", "robustness: class counts differ",
+    "CIFAR-10-C folder missing a file"])
 def test_bad_input_gets_one_clear_message(case, catalogue, capsys, tmp_path, monkeypatch):
     argv, words = catalogue[case]
     out_dir = tmp_path / "out"
-    if "--out" not in argv and argv[0] == "train":
+    if "--out" not in argv and argv[0] in ("train", "robustness"):
         argv = argv + ["--out", str(out_dir)]
     code, _, err = run_cli(capsys, *argv)
     assert code == 2, err
@@ -183,3 +194,33 @@ def test_exit_code_of_the_installed_command():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "unknown preset 'no-such-preset'" in result.stderr
+
+
+def test_robustness_generated_and_from_a_cifar10c_release(capsys, tmp_path):
+    """The sweep on generated corruptions, then on a release-format folder (one NAME.npy of
+    5 severities × n rows, labels.npy) whose rows we know."""
+    model = small_model(tmp_path)
+    code, out, _ = run_cli(capsys, "robustness", str(model), "--data", "embedded:digits",
+                           "--corruptions", "fog,gaussian_noise", "--severities", "1,5",
+                           "--max-images", "50", "--out", str(tmp_path / "gen"))
+    assert code == 0 and "clean accuracy" in out
+    metrics = json.loads((tmp_path / "gen" / "metrics.json").read_text())
+    assert metrics["recipe"] == "robustness" and metrics["images"] == 50
+    cells = [k for k in metrics if k.startswith("corrupt_acc/")]
+    assert sorted(cells) == ["corrupt_acc/fog/1", "corrupt_acc/fog/5",
+                             "corrupt_acc/gaussian_noise/1", "corrupt_acc/gaussian_noise/5"]
+    assert metrics["corrupt_acc"] == pytest.approx(np.mean([metrics[k] for k in cells]))
+    assert (tmp_path / "gen" / "robustness.png").stat().st_size > 0
+
+    release = tmp_path / "CIFAR-10-C"
+    release.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(release / "fog.npy", rng.integers(0, 256, (5 * 4, 32, 32, 3)).astype("uint8"))
+    np.save(release / "labels.npy", np.tile(np.arange(4), 5))
+    code, out, _ = run_cli(capsys, "robustness", str(model), "--data", "embedded:digits",
+                           "--cifar10c", str(release), "--corruptions", "fog",
+                           "--out", str(tmp_path / "rel"))
+    assert code == 0
+    metrics = json.loads((tmp_path / "rel" / "metrics.json").read_text())
+    assert sorted(k for k in metrics if k.startswith("corrupt_acc/")) == [
+        f"corrupt_acc/fog/{s}" for s in range(1, 6)]

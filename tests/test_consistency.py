@@ -19,18 +19,19 @@ def bn_classifier(classes=3, size=8, name=None):
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(classes)], name=name)
 
 
-def make_trainer(magnitude=9, clean_view=None):
+def make_trainer(magnitude=9, clean_view=None, ema=0.0):
     keras.utils.set_random_seed(0)
     teacher, student = bn_classifier(name="teacher"), bn_classifier(name="student")
     noisy = augment.StrongAugment(magnitude=magnitude, flip=False, translate=0.0, seed=1)
-    trainer = ConsistencyTrainer(student, teacher, clean_view, noisy, ConsistencyLossConfig())
+    trainer = ConsistencyTrainer(student, teacher, clean_view, noisy, ConsistencyLossConfig(),
+                                 ema_decay=ema)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1))
     return trainer
 
 
 @pytest.mark.neutral
 def test_teacher_weights_and_batchnorm_statistics_do_not_move():
-    trainer = make_trainer()
+    trainer = make_trainer(ema=0.99)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (32, 8, 8, 1)).astype("uint8"), np.arange(32) % 3
     teacher_before = [np.array(w) for w in trainer.teacher.get_weights()]
@@ -41,6 +42,7 @@ def test_teacher_weights_and_batchnorm_statistics_do_not_move():
     moved = [not np.allclose(a, b) for a, b in zip(student_before, trainer.student.get_weights())]
     assert all(moved)  # every student weight, its BN statistics included, did move
     assert not trainer.teacher.trainable_weights
+    assert float(keras.ops.convert_to_numpy(trainer.ema.count)) == 8  # the student's EMA ran
 
 
 @pytest.mark.neutral
@@ -96,6 +98,7 @@ def test_short_consistency_run_on_real_digits(tmp_path):
                 "student_clean_acc", "teacher_corrupt_acc", "student_corrupt_acc"):
         assert key in metrics
     assert metrics["teacher_clean_acc"] > 0.3  # chance is 0.1
+    assert metrics["teacher_params"] == metrics["student_params"] > 0  # same model, counted
     assert all(0 <= metrics[f"{w}_corrupt_acc/{c}/{s}"] <= 1 for w in ("teacher", "student")
                for c in ("gaussian_noise", "fog") for s in (1, 5))
     for name in ("teacher.keras", "student.keras", "report.html", "robustness.png",

@@ -14,7 +14,6 @@ import time
 import numpy as np
 
 from mentor.data.imageset import ImageSet
-from mentor.errors import MentorError
 
 
 def _predict(models: dict, x: np.ndarray, batch_size: int) -> dict:
@@ -39,12 +38,11 @@ def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3
     With `cifar10c_dir`, corrupted images and labels come from the official release and
     `data` gives only the clean accuracy.
     """
-    from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, corrupt
+    from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, check, corrupt
+    from mentor.data.pipeline import prepare
 
     names = list(corruptions or CORRUPTIONS)
-    for s in severities:
-        if s not in (1, 2, 3, 4, 5):
-            raise MentorError(f"severities run from 1 to 5, got {s}.")
+    check(names, severities)
     out = {m: {"clean_acc": float(np.mean(p == data.y))}
            for m, p in _predict(models, data.x, batch_size).items()}
     cells = [(c, s) for c in names for s in severities]
@@ -53,7 +51,8 @@ def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3
         if cifar10c_dir is not None:
             from mentor.data.sources import load_cifar10c
 
-            cell = load_cifar10c(cifar10c_dir, c, s)
+            cell = prepare(load_cifar10c(cifar10c_dir, c, s), data.image_shape[0],
+                           data.image_shape[2])
             x, y = cell.x, cell.y
         else:
             x, y = corrupt(data.x, c, s, seed=seed), data.y
@@ -152,12 +151,15 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
     from mentor.runs import RunDir, default_run_path
     from mentor.training import check_model_matches
 
+    from mentor.corruptions import CORRUPTIONS, check
+
     start = time.time()
-    run = RunDir(out or default_run_path("robustness"))
+    check(list(corruptions) or CORRUPTIONS, severities)
     model = load_model(model_path, safe_mode=not unsafe)
     _, height, _, channels = model.input_shape
     data = prepare(load_source(source, image_size=height), height or 0, channels or 0)
     check_model_matches(model, data)
+    run = RunDir(out or default_run_path("robustness"))  # only once the inputs are sound
     if max_images and max_images < len(data):
         rows = np.sort(np.random.default_rng(seed).permutation(len(data))[:max_images])
         data = data.subset(rows)

@@ -60,7 +60,7 @@ from mentor.data.resize import to_channels
 from mentor.errors import MentorError
 
 __all__ = ["BENCHMARK_CORRUPTIONS", "CORRUPTIONS", "EXTRA_CORRUPTIONS", "PARAMS",
-           "SEVERITIES", "corrupt"]
+           "SEVERITIES", "check", "corrupt"]
 
 SEVERITIES = (1, 2, 3, 4, 5)
 MIN_SIDE = 8  # px: below it elastic's reference triangle and glass's window degenerate
@@ -120,6 +120,14 @@ def corrupt(images, name: str, severity: int, seed: int = 0) -> np.ndarray:
     if gray_via_rgb:
         out = to_channels(out, 1)
     return out.reshape(x.shape)
+
+
+def check(names, severities):
+    """Refuse unknown corruption names and severities before any work is done."""
+    for name in names:
+        _check_name(name)
+    for severity in severities:
+        _check_severity(severity)
 
 
 def _check_name(name):

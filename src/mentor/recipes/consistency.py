@@ -28,19 +28,22 @@ from mentor.models import build_model, count_params, load_model
 from mentor.recipes.supervised import augment_layer, fit_classifier
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
-from mentor.training import (Checkpoints, LearningRateLog, accuracy, build_optimizer,
-                             check_model_matches, fit_verbosity, load_splits, total_steps)
+from mentor.training import (Checkpoints, LearningRateLog, WeightEMA, accuracy,
+                             build_optimizer, check_model_matches, fit_verbosity, load_splits,
+                             total_steps)
 
 
 class ConsistencyTrainer(keras.Model):
     """Frozen teacher on the clean view, student on the noisy view of the same images."""
 
-    def __init__(self, student, teacher, clean_view, noisy_view, loss_config, **kwargs):
+    def __init__(self, student, teacher, clean_view, noisy_view, loss_config,
+                 ema_decay: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.student, self.teacher = student, teacher
         self.teacher.trainable = False  # its weights leave the optimizer's list
         self.clean_view, self.noisy_view = clean_view, noisy_view
         self.loss_config = loss_config
+        self.ema = WeightEMA(student, ema_decay, name="ema") if ema_decay else None
         self._teacher_logits = None
 
     def build(self, input_shape):
@@ -72,6 +75,8 @@ class ConsistencyTrainer(keras.Model):
         loss = keras.ops.mean(per_example)
         if self.losses:
             loss = loss + keras.ops.sum(self.losses)
+        if training and self.ema is not None:
+            self.ema.update()
         return loss
 
 
@@ -113,7 +118,8 @@ def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, i
     clean_view = augment_layer(config.teacher.augment, config.seed)
     noisy_view = augment.StrongAugment(num_ops=a.num_ops, magnitude=a.magnitude, flip=False,
                                        translate=0.0, seed=config.seed + 1)
-    trainer = ConsistencyTrainer(student, teacher, clean_view, noisy_view, config.loss)
+    trainer = ConsistencyTrainer(student, teacher, clean_view, noisy_view, config.loss,
+                                 ema_decay=t.ema)
     per_epoch, steps = total_steps(t, len(train))
     trainer.compile(optimizer=build_optimizer(t, steps),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
@@ -127,6 +133,8 @@ def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, i
                 epochs=t.epochs, steps_per_epoch=per_epoch, shuffle=False,
                 validation_data=(val.x, val.y) if val is not None else None,
                 callbacks=callbacks, verbose=fit_verbosity())
+    if trainer.ema is not None:
+        trainer.ema.copy_to_model()
     return student, trainer, steps
 
 
@@ -146,6 +154,7 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
     print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
           f"of {train.image_shape}, {train.num_classes} classes", flush=True)
     teacher, teacher_steps, initial = get_teacher(config, train, val, run_dir)
+    teacher_params = count_params(teacher, trainable_only=True)  # before it is frozen
     run_dir.save_model(teacher, "teacher.keras")
     student, trainer, steps = train_student(config, teacher, train, val, run_dir, initial)
     run_dir.save_model(student, "student.keras")
@@ -166,7 +175,7 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
         metrics[f"{who}_corrupt_acc"] = m.get("corrupt_acc", m["corrupt_acc_all"])
     for who in ("teacher", "student"):
         metrics[f"{who}_corrupt_acc_all"] = results[who]["corrupt_acc_all"]
-    metrics.update(teacher_params=count_params(teacher, trainable_only=True),
+    metrics.update(teacher_params=teacher_params,
                    student_params=count_params(student, trainable_only=True),
                    train_images=len(train), test_images=len(test),
                    corruption_images=len(subset))
