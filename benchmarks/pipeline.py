@@ -20,7 +20,6 @@ import time
 
 import mentor  # noqa: F401  (backend choice)
 import keras
-import numpy as np
 
 from mentor import augment
 from mentor.data.pipeline import Batches, prepare

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from mentor.config import from_dict, read_toml, to_dict
+from mentor.config import from_dict, to_dict
 from mentor.models import build_model, load_model
 from mentor.recipes import supervised
 from mentor.recipes.supervised import SupervisedTrainer

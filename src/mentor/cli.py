@@ -24,7 +24,7 @@ backend: torch by default; set KERAS_BACKEND=jax or tensorflow to change it.
 
 
 def _train(args):
-    from mentor.config import load_config, to_dict
+    from mentor.config import load_config
     from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path
 

@@ -16,6 +16,33 @@ from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import prepare, split_fraction
 from mentor.errors import MentorError
 
+# ----------------------------------------------------------------------------- runs
+
+
+def start_run(config, out, name: str):
+    """What every recipe does first: the run directory, the seed, the resolved config, and
+    the data. Returns (run_dir, train, val, test)."""
+    from mentor.config import to_dict
+    from mentor.runs import RunDir
+
+    run_dir = out if isinstance(out, RunDir) else RunDir(out)
+    keras.utils.set_random_seed(config.seed)
+    run_dir.write_config(to_dict(config), name)
+    train, val, test = load_splits(config.data, config.seed)
+    print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
+          f"of {train.image_shape}, {train.num_classes} classes", flush=True)
+    return run_dir, train, val, test
+
+
+def build_for(model_config, data: ImageSet) -> keras.Model:
+    """The configured model, sized for `data`'s classes, image size and channels."""
+    from mentor.models import build_model
+
+    return build_model(model_config.name, num_classes=data.num_classes,
+                       image_size=data.image_shape[0], channels=data.image_shape[2],
+                       **model_config.options)
+
+
 # ----------------------------------------------------------------------------- data
 
 

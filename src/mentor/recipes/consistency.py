@@ -24,12 +24,12 @@ from mentor.config import ConsistencyConfig, SupervisedConfig, dumps, to_dict
 from mentor.data.pipeline import Batches
 from mentor.errors import MentorError
 from mentor.losses import consistency_loss, cross_entropy
-from mentor.models import build_model, count_params, load_model
+from mentor.models import count_params, load_model
 from mentor.recipes.supervised import augment_layer, fit_classifier
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
-from mentor.training import (Checkpoints, LearningRateLog, WeightEMA, accuracy,
-                             build_optimizer, check_model_matches, fit_verbosity, load_splits,
+from mentor.training import (Checkpoints, LearningRateLog, WeightEMA, accuracy, build_for,
+                             build_optimizer, check_model_matches, fit_verbosity, start_run,
                              total_steps)
 
 
@@ -89,9 +89,7 @@ def get_teacher(config: ConsistencyConfig, train, val, run: RunDir):
         teacher = load_model(path / "model.keras" if path.is_dir() else path)
         check_model_matches(teacher, train)
         return teacher, 0, None
-    teacher = build_model(t.model.name, num_classes=train.num_classes,
-                          image_size=train.image_shape[0], channels=train.image_shape[2],
-                          **t.model.options)
+    teacher = build_for(t.model, train)
     initial = teacher.get_weights()
     print(f"teacher: training {t.model.name} ({count_params(teacher, trainable_only=True):,} "
           "parameters) on the clean view", flush=True)
@@ -105,9 +103,7 @@ def get_teacher(config: ConsistencyConfig, train, val, run: RunDir):
 
 
 def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, initial=None):
-    student = build_model(config.model.name, num_classes=train.num_classes,
-                          image_size=train.image_shape[0], channels=train.image_shape[2],
-                          **config.model.options)
+    student = build_for(config.model, train)
     if config.student_from_teacher_init:
         if initial is None or config.model != config.teacher.model:
             raise MentorError(
@@ -147,12 +143,7 @@ def evaluation_subset(test, r, seed):
 
 def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
     start = time.time()
-    run_dir = out if isinstance(out, RunDir) else RunDir(out)
-    keras.utils.set_random_seed(config.seed)
-    run_dir.write_config(to_dict(config), name)
-    train, val, test = load_splits(config.data, config.seed)
-    print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
-          f"of {train.image_shape}, {train.num_classes} classes", flush=True)
+    run_dir, train, val, test = start_run(config, out, name)
     teacher, teacher_steps, initial = get_teacher(config, train, val, run_dir)
     teacher_params = count_params(teacher, trainable_only=True)  # before it is frozen
     run_dir.save_model(teacher, "teacher.keras")

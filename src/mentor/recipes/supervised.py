@@ -22,12 +22,12 @@ from mentor import augment
 from mentor.config import AugmentConfig, SupervisedConfig, to_dict, dumps
 from mentor.data.pipeline import Batches
 from mentor.errors import MentorError
-from mentor.models import build_model, count_params
+from mentor.models import count_params
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
 from mentor.training import (SWA, Checkpoints, LearningRateLog, WeightEMA, accuracy,
-                             build_optimizer, fit_verbosity, load_splits,
-                             recalibrate_batchnorm, total_steps)
+                             build_for, build_optimizer, fit_verbosity, recalibrate_batchnorm,
+                             start_run, total_steps)
 
 
 def augment_layer(cfg: AugmentConfig, seed: int) -> keras.layers.Layer | None:
@@ -124,15 +124,8 @@ def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val
 def run(config: SupervisedConfig, out, *, name: str = "supervised") -> dict:
     """Train, evaluate and write the run directory; return metrics.json's content."""
     start = time.time()
-    run_dir = out if isinstance(out, RunDir) else RunDir(out)
-    keras.utils.set_random_seed(config.seed)
-    run_dir.write_config(to_dict(config), name)
-    train, val, test = load_splits(config.data, config.seed)
-    print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
-          f"of {train.image_shape}, {train.num_classes} classes", flush=True)
-    classifier = build_model(config.model.name, num_classes=train.num_classes,
-                             image_size=train.image_shape[0], channels=train.image_shape[2],
-                             **config.model.options)
+    run_dir, train, val, test = start_run(config, out, name)
+    classifier = build_for(config.model, train)
     trainer, _, steps = fit_classifier(config, classifier, train, val, run=run_dir)
 
     metrics = {"recipe": "supervised", "backend": keras.backend.backend(), "steps": steps}
