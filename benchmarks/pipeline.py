@@ -14,9 +14,6 @@ import argparse
 import os
 import pathlib
 import platform
-import statistics
-import sys
-import time
 
 import mentor  # noqa: F401  (backend choice)
 import keras
@@ -27,7 +24,7 @@ from mentor.data.sources import load_source
 from mentor.models import build_model
 from mentor.recipes.supervised import SupervisedTrainer
 
-from _bench import write_section  # noqa: E402
+from _bench import interleaved, write_section  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10_train5k.npz"
@@ -39,12 +36,6 @@ def load():
     if SHARED.exists():
         return prepare(load_source(str(SHARED)), 32, 3), "cifar10_train5k (shared)"
     return prepare(load_source("embedded:mnist5k"), 32, 3), "embedded:mnist5k at 32×32×3"
-
-
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main():
@@ -91,19 +82,12 @@ def main():
              ("loader + weak + strong (per-image RandAugment)", loader_strong, STRONG_BATCH),
              ("reference: keras.layers.RandAugment", keras_strong, STRONG_BATCH),
              ("WRN-28-2 train step (fwd + bwd + SGD)", train_step, BATCH)]
-    for _, fn, _ in cases:  # warm-up: first calls build graphs and allocate
-        fn(), fn()
-    times = {name: [] for name, _, _ in cases}
-    for rep in range(args.reps):
-        for name, fn, _ in cases:
-            times[name].append(timed(fn))
-        print(f"rep {rep + 1}/{args.reps}", file=sys.stderr, flush=True)
-
-    step_rate = BATCH / statistics.median(times[cases[-1][0]])
+    medians = interleaved({name: fn for name, fn, _ in cases}, args.reps)
+    step_rate = BATCH / medians[cases[-1][0]]
     rows = ["| stage | images per batch | median ms per batch | images/s | × the train step |",
             "|---|---|---|---|---|"]
     for name, _, n in cases:
-        ms = 1000 * statistics.median(times[name])
+        ms = 1000 * medians[name]
         rate = n / (ms / 1000)
         rows.append(f"| {name} | {n} | {ms:.1f} | {rate:,.0f} | {rate / step_rate:.1f}× |")
     command = f"python benchmarks/pipeline.py --reps {args.reps}"
