@@ -395,3 +395,15 @@ def test_bad_shapes(shape, message):
 def test_bad_seed(rgb):
     with pytest.raises(MentorError, match="seed"):
         corrupt(rgb, "fog", 1, seed=-1)
+
+
+def test_robustness_subset_is_seeded_ordered_and_the_whole_set_when_unlimited():
+    from mentor.data import ImageSet
+    from mentor.robustness import subset
+
+    rows = np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 1), np.uint8)
+    data = ImageSet(rows, np.arange(50) % 5)
+    assert subset(data, 0, seed=0) is data and subset(data, 80, seed=0) is data
+    a, b, c = (subset(data, 20, seed=s).x[:, 0, 0, 0] for s in (1, 1, 2))
+    assert len(a) == 20 and (a == b).all() and not (a == c).all()
+    assert (np.diff(a.astype(int)) > 0).all()  # kept in data order

@@ -69,6 +69,14 @@ def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3
     return out
 
 
+def subset(data: ImageSet, max_images: int, seed: int) -> ImageSet:
+    """A seeded subset of at most `max_images` images (all of them when 0), in data order."""
+    if not max_images or max_images >= len(data):
+        return data
+    rows = np.sort(np.random.default_rng(seed).permutation(len(data))[:max_images])
+    return data.subset(rows, f"{data.name}/subset")
+
+
 def tables(metrics: dict) -> tuple[dict, dict]:
     """(per corruption mean over severities, per severity mean over corruptions)."""
     cells = {tuple(k.split("/")[1:]): v for k, v in metrics.items()
@@ -144,25 +152,17 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
     (metrics, run directory path)."""
     import keras
 
-    from mentor.data.pipeline import prepare
-    from mentor.data.sources import load_source
-    from mentor.models import load_model
+    from mentor.evaluate import load_model_and_data
     from mentor.report import write_report
     from mentor.runs import RunDir, default_run_path
-    from mentor.training import check_model_matches
 
     from mentor.corruptions import CORRUPTIONS, check
 
     start = time.time()
     check(list(corruptions) or CORRUPTIONS, severities)
-    model = load_model(model_path, safe_mode=not unsafe)
-    _, height, _, channels = model.input_shape
-    data = prepare(load_source(source, image_size=height), height or 0, channels or 0)
-    check_model_matches(model, data)
+    model, data = load_model_and_data(model_path, source, unsafe=unsafe)
     run = RunDir(out or default_run_path("robustness"))  # only once the inputs are sound
-    if max_images and max_images < len(data):
-        rows = np.sort(np.random.default_rng(seed).permutation(len(data))[:max_images])
-        data = data.subset(rows)
+    data = subset(data, max_images, seed)
     result = sweep({"model": model}, data, corruptions=list(corruptions) or None,
                    severities=tuple(severities), seed=seed, cifar10c_dir=cifar10c)["model"]
     metrics = {"recipe": "robustness", "backend": keras.backend.backend(), "steps": 0,

@@ -134,13 +134,6 @@ def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, i
     return student, trainer, steps
 
 
-def evaluation_subset(test, r, seed):
-    if not r.max_images or r.max_images >= len(test):
-        return test
-    rows = np.sort(np.random.default_rng(seed).permutation(len(test))[:r.max_images])
-    return test.subset(rows, f"{test.name}/subset")
-
-
 def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
     start = time.time()
     run_dir, train, val, test = start_run(config, out, name)
@@ -151,16 +144,18 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
     run_dir.save_model(student, "student.keras")
 
     r = config.robustness
-    subset = evaluation_subset(test, r, config.seed)
+    subset = robustness.subset(test, r.max_images, config.seed)
     print(f"robustness: {len(subset)} test images × {len(r.corruptions) or 19} corruptions × "
           f"{len(r.severities)} severities, teacher and student", flush=True)
     results = robustness.sweep({"teacher": teacher, "student": student}, subset,
                                corruptions=r.corruptions or None,
                                severities=tuple(r.severities), seed=r.seed)
     metrics = {"recipe": "consistency", "backend": keras.backend.backend(), "steps": steps,
-               "teacher_steps": teacher_steps,
-               "teacher_clean_acc": accuracy(teacher, test),
-               "student_clean_acc": accuracy(student, test)}
+               "teacher_steps": teacher_steps}
+    for who, model in (("teacher", teacher), ("student", student)):
+        # the sweep's clean pass covered the whole test set unless it ran on a subset
+        metrics[f"{who}_clean_acc"] = (results[who]["clean_acc"] if subset is test
+                                       else accuracy(model, test))
     for who in ("teacher", "student"):
         m = results[who]
         metrics[f"{who}_corrupt_acc"] = m.get("corrupt_acc", m["corrupt_acc_all"])
