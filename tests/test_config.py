@@ -3,6 +3,7 @@ import pytest
 from mentor.config import (SupervisedConfig, apply_overrides, dumps, from_dict, list_presets,
                            load_config, read_toml, to_dict)
 from mentor.errors import MentorError
+from mentor.models import MODELS
 
 try:
     import tomllib
@@ -15,6 +16,13 @@ def test_defaults_and_sections_build():
     assert isinstance(cfg, SupervisedConfig)
     assert cfg.train.epochs == 3 and cfg.data.train == "x.npz"
     assert cfg.train.batch_size == SupervisedConfig().train.batch_size
+
+
+def test_a_section_keeps_its_recipe_defaults_when_a_file_sets_one_key():
+    cfg = from_dict({"recipe": "distill", "train": {"epochs": 3}})
+    assert (cfg.train.epochs, cfg.train.clipnorm, cfg.train.warmup_steps) == (3, 1.0, 100)
+    cfg = from_dict({"recipe": "consistency", "augment": {"magnitude": 5}})
+    assert (cfg.augment.kind, cfg.augment.magnitude) == ("strong", 5)  # not the weak default
 
 
 def test_int_accepted_where_float_expected_and_kept_float():
@@ -66,7 +74,11 @@ def test_every_preset_loads_and_opens_with_its_evidence():
     for name, description in presets:
         assert description, f"preset {name} has no description"
         values, _, text = read_toml(name)
-        from_dict(values)
+        cfg = from_dict(values)
+        for section in (cfg, getattr(cfg, "teacher", None)):
+            if section is not None:  # every model a preset names exists, options included
+                spec = MODELS[section.model.name]
+                assert set(section.model.options) <= set(spec.options()), name
         head = text.lstrip().splitlines()[0]
         assert head.startswith("#"), f"preset {name} must open with its evidence comment"
         assert "command:" in text.split("\n\n")[0], f"preset {name}: evidence lacks the command"

@@ -135,7 +135,48 @@ class ConsistencyConfig:
     student_from_teacher_init: bool = False
 
 
-RECIPES: dict[str, type] = {"supervised": SupervisedConfig, "consistency": ConsistencyConfig}
+@dataclass
+class DistillAugmentConfig:
+    """The one view teacher and student share (Beyer et al. 2022, function matching)."""
+    crop_size: int = 0  # side of the crop both models see; 0 → the data's image size
+    crop_area: list = field(default_factory=lambda: [0.05, 1.0])  # inception crop area fraction
+    crop_ratio: list = field(default_factory=lambda: [0.75, 4 / 3])  # its aspect-ratio range
+    flip: bool = True  # horizontal; off for digits and text
+    mixup: bool = True  # MixUp with λ ~ U(0, 1) and a partner from the same batch
+    mixup_per_image: bool = True  # one λ per image; false → one λ per batch (big_vision)
+    eval_crop: float = 1.0  # test view: central crop of this fraction (seed 003: 0.875), resized
+
+
+@dataclass
+class DistillLossConfig:
+    temperature: float = 1.0  # the paper matches plain softmaxes (T = 1); seed 003 used 10
+    t_squared: bool = True  # × T² as big_vision and Hinton et al.: gradients independent of T
+
+
+@dataclass
+class BaselineConfig:
+    """The same student trained on the labels alone, with the same steps and optimizer."""
+    enabled: bool = False  # also train it, so metrics.json has student_labels_only_acc
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # its label-training view
+
+
+@dataclass
+class DistillConfig:
+    recipe: str = "distill"
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # the student
+    augment: DistillAugmentConfig = field(default_factory=DistillAugmentConfig)
+    # Function matching wants patience: AdamW, warm-up then cosine to 0, clip-norm 1.0.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(clipnorm=1.0, warmup_steps=100))
+    loss: DistillLossConfig = field(default_factory=DistillLossConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+RECIPES: dict[str, type] = {"supervised": SupervisedConfig, "consistency": ConsistencyConfig,
+                            "distill": DistillConfig}
 
 
 # ----------------------------------------------------------------------------- building
@@ -177,10 +218,21 @@ def _build(cls, values: dict, prefix: str = ""):
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise MentorError(f"config key {full!r} is a section; write [{full}] in TOML.")
-            kwargs[key] = _build(tp, value, f"{full}.")
+            # Start from this recipe's own default for the section (distill's [train] has
+            # clipnorm 1.0), so a file that sets one key keeps the others.
+            field_ = next(f for f in dataclasses.fields(cls) if f.name == key)
+            base = field_.default_factory() if field_.default_factory is not dataclasses.MISSING \
+                else tp()
+            kwargs[key] = _build(tp, {**_shallow(base), **value}, f"{full}.")
         else:
             kwargs[key] = _coerce(value, tp, full)
     return cls(**kwargs)
+
+
+def _shallow(instance) -> dict:
+    """A dataclass's fields as a dict, nested sections still as dicts of their fields."""
+    return {f.name: (_shallow(v) if dataclasses.is_dataclass(v := getattr(instance, f.name))
+                     else v) for f in dataclasses.fields(instance)}
 
 
 def to_dict(config) -> dict:
