@@ -51,7 +51,7 @@ def test_supervised_learns_on_real_digits_and_writes_the_run_directory(tmp_path)
     assert to_dict(again) == to_dict(config)
     for name in ("report.html", "curves.png", "augment.png", "model.keras"):
         assert (run / name).stat().st_size > 0, name
-    assert list((run / "checkpoints").glob("epoch-*.weights.h5"))
+    assert list((run / "checkpoints").glob("epoch-*.npz"))
     assert not list(run.rglob("*.partial*"))
 
     # the saved model is the evaluated one (EMA weights), and it reloads to the same score

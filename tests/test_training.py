@@ -6,7 +6,8 @@ import pytest
 
 from mentor.config import TrainConfig
 from mentor.errors import MentorError
-from mentor.training import (Checkpoints, WeightEMA, build_optimizer, learning_rate,
+from mentor.training import (Checkpoints, WeightEMA, build_optimizer, learning_rate, load_state,
+                             resume_from, save_state,
                              recalibrate_batchnorm, total_steps)
 
 
@@ -87,15 +88,52 @@ def test_batchnorm_recalibration_gives_the_plain_mean():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), x.mean(0), rtol=1e-5)
 
 
+def _tiny_trainer(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.AdamW(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
 def test_checkpoints_keep_the_newest_and_leave_no_partial_files(tmp_path):
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model = _tiny_trainer()
+    model.fit(np.ones((4, 2)), np.zeros(4), verbose=0)  # builds the optimizer's slots
     cb = Checkpoints(tmp_path / "ck", every=1, keep=2)
     cb.set_model(model)
     for epoch in range(4):
         cb.on_epoch_end(epoch)
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
-        "epoch-0003.weights.h5", "epoch-0004.weights.h5"]
-    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    other.load_weights(tmp_path / "ck" / "epoch-0004.weights.h5")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(other.weights[0]),
-                               keras.ops.convert_to_numpy(model.weights[0]))
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["epoch-0003.npz",
+                                                                   "epoch-0004.npz"]
+    other = _tiny_trainer(seed=1)
+    assert load_state(other, tmp_path / "ck" / "epoch-0004.npz") == 4
+    for a, b in zip(other.weights + other.optimizer.variables,
+                    model.weights + model.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert int(keras.ops.convert_to_numpy(other.optimizer.iterations)) == 1
+
+
+def test_resume_skips_a_truncated_checkpoint_for_the_one_before(tmp_path, capsys):
+    model = _tiny_trainer()
+    model.fit(np.ones((4, 2)), np.zeros(4), verbose=0)
+    save_state(model, tmp_path / "epoch-0001.npz", epoch=1)
+    good = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    model.fit(np.ones((4, 2)), np.zeros(4), verbose=0)
+    save_state(model, tmp_path / "epoch-0002.npz", epoch=2)
+    data = (tmp_path / "epoch-0002.npz").read_bytes()
+    (tmp_path / "epoch-0002.npz").write_bytes(data[: len(data) // 2])  # a torn write
+    other = _tiny_trainer(seed=1)
+    assert resume_from(other, tmp_path) == 1
+    assert "epoch-0002.npz is unreadable" in capsys.readouterr().err
+    for a, b in zip(other.weights, good):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
+
+
+def test_a_checkpoint_from_another_model_is_refused_plainly(tmp_path):
+    model = _tiny_trainer()
+    model.fit(np.ones((4, 2)), np.zeros(4), verbose=0)
+    save_state(model, tmp_path / "epoch-0001.npz", epoch=1)
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(5)])
+    other.compile(optimizer="adamw", loss="mse")
+    with pytest.raises(MentorError, match="written with another config"):
+        resume_from(other, tmp_path)

@@ -2,7 +2,8 @@
 
     config.toml    the resolved config, with the command that made it
     history.csv    one row per epoch
-    checkpoints/   weights every few epochs (written atomically)
+    checkpoints/   the whole training state every few epochs (written atomically); running
+                   the same config into the same directory resumes from the newest
     *.keras        the final model(s)
     report.html    metrics and figures
     metrics.json   one flat object of named numbers; written last, so it exists only for
@@ -49,15 +50,30 @@ class RunDir:
                 "Pass --out with a writable directory."
             ) from None
         self.checkpoints = self.path / "checkpoints"
+        self.resumed = False
 
     def file(self, name: str) -> pathlib.Path:
         return self.path / name
 
     def write_config(self, values: dict, source: str):
+        """Record the resolved config. A directory that already holds one is an unfinished
+        run: the same config resumes it (from its checkpoints), another is refused."""
+        body = dumps(values)
+        existing = self.file("config.toml")
+        if existing.is_file():
+            if existing.read_text().split("\n\n", 1)[-1] != body:
+                raise MentorError(
+                    f"{self.path} holds an unfinished run with another config "
+                    "(config.toml): resume it with the same config and overrides, or choose "
+                    "another --out.")
+            self.resumed = True
+            print(f"mentor: {self.path} holds an unfinished run with this config: resuming it",
+                  flush=True)
+            return
         command = " ".join(shlex.quote(a) for a in ["mentor", *sys.argv[1:]]) \
             if os.path.basename(sys.argv[0]) == "mentor" else "(Python API)"
         header = f"# resolved from {source}\n# command: {command}\n\n"
-        _atomic_write(self.file("config.toml"), header + dumps(values))
+        _atomic_write(self.file("config.toml"), header + body)
 
     def save_model(self, model: keras.Model, name: str) -> pathlib.Path:
         final = self.file(name)

@@ -237,31 +237,144 @@ def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 1
 # ----------------------------------------------------------------------------- callbacks
 
 
-def atomic_save_weights(model: keras.Model, path: str):
-    tmp = path.replace(".weights.h5", ".partial.weights.h5")
-    model.save_weights(tmp)
+def _state_variables(trainer: keras.Model, exclude=()):
+    """What a checkpoint holds: every variable of `trainer` (models, weight averages, recipe
+    state, the augmenters' random-generator states) except metrics (reset every epoch) and
+    the models in `exclude` (a frozen teacher: it is saved once, as teacher.keras)."""
+    skip = {id(v) for m in exclude for v in m.variables}
+    skip |= {id(v) for m in trainer.metrics for v in m.variables}
+    return [v for v in trainer.variables if id(v) not in skip]
+
+
+def save_state(trainer: keras.Model, path, *, epoch: int, exclude=()):
+    """Write the trainer's and its optimizer's state to `path` (.npz) atomically: a reader
+    sees the previous file or the whole new one, never a part."""
+    arrays = {f"var{i}": np.asarray(keras.ops.convert_to_numpy(v))
+              for i, v in enumerate(_state_variables(trainer, exclude))}
+    arrays.update({f"opt{i}": np.asarray(keras.ops.convert_to_numpy(v))
+                   for i, v in enumerate(trainer.optimizer.variables)})
+    arrays["epoch"] = np.asarray(epoch)
+    path = str(path)
+    tmp = path[:-len(".npz")] + ".partial.npz"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-class Checkpoints(keras.callbacks.Callback):
-    """Every `every` epochs, the owning model's weights (recipe state included) to
-    `<dir>/epoch-NNNN.weights.h5`, written to a temporary name and renamed, keeping the
-    newest `keep`."""
+def _read_state(path) -> dict:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}  # reads every array: a truncated file fails here
 
-    def __init__(self, directory, every: int = 1, keep: int = 2):
+
+def load_state(trainer: keras.Model, path, *, exclude=()) -> int:
+    """Restore what `save_state` wrote; returns the number of epochs it had completed.
+    The trainer must be compiled; its optimizer is built here so its slots exist."""
+    state = _read_state(path)
+    if not trainer.optimizer.built:
+        trainer.optimizer.build(trainer.trainable_variables)
+    variables = _state_variables(trainer, exclude)
+    opt_vars = trainer.optimizer.variables
+    n_var = sum(k.startswith("var") for k in state)
+    n_opt = sum(k.startswith("opt") for k in state)
+    shapes_ok = n_var == len(variables) and n_opt == len(opt_vars) and all(
+        tuple(state[f"var{i}"].shape) == tuple(v.shape) for i, v in enumerate(variables)) and all(
+        tuple(state[f"opt{i}"].shape) == tuple(v.shape) for i, v in enumerate(opt_vars))
+    if not shapes_ok:
+        raise MentorError(
+            f"checkpoint {path} does not fit this run's models and optimizer ({n_var} "
+            f"variables saved, {len(variables)} here): it was written with another config. "
+            "Resume with the config the run started with, or choose another --out.")
+    for i, v in enumerate(variables):
+        v.assign(state[f"var{i}"])
+    for i, v in enumerate(opt_vars):
+        v.assign(state[f"opt{i}"])
+    return int(state["epoch"])
+
+
+def checkpoint_files(directory) -> list:
+    """Complete checkpoints in `directory`, oldest first."""
+    if not os.path.isdir(str(directory)):
+        return []
+    names = sorted(f for f in os.listdir(str(directory))
+                   if f.startswith("epoch-") and f.endswith(".npz") and ".partial." not in f)
+    return [os.path.join(str(directory), f) for f in names]
+
+
+def resume_from(trainer: keras.Model, directory, *, exclude=()) -> int:
+    """Load the newest readable checkpoint in `directory`; return its epoch (0: none).
+    A corrupt or truncated file is skipped, with a warning, for the one before it."""
+    for path in reversed(checkpoint_files(directory)):
+        try:
+            epoch = load_state(trainer, path, exclude=exclude)
+        except MentorError:
+            raise
+        except Exception as error:  # zipfile, EOF, ValueError…: whatever a torn file gives
+            print(f"mentor: warning: checkpoint {path} is unreadable ({type(error).__name__}: "
+                  f"{error}); trying the one before it", file=sys.stderr, flush=True)
+            continue
+        print(f"resuming from {path}: {epoch} epochs done, optimizer step "
+              f"{int(keras.ops.convert_to_numpy(trainer.optimizer.iterations))}", flush=True)
+        return epoch
+    return 0
+
+
+def trim_history(path, epochs: int):
+    """Drop rows of a CSVLogger file from epochs a resumed run will train again."""
+    if not os.path.isfile(str(path)):
+        return
+    with open(str(path)) as f:
+        lines = f.readlines()
+    kept = lines[:1] + [row for row in lines[1:] if int(row.split(",", 1)[0]) < epochs]
+    with open(str(path), "w") as f:
+        f.writelines(kept)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Every `every` epochs and after the last, the whole training state (save_state) to
+    `<dir>/epoch-NNNN.npz`, written to a temporary name and renamed, keeping the newest
+    `keep`."""
+
+    def __init__(self, directory, every: int = 1, keep: int = 2, exclude=()):
         super().__init__()
         self.directory, self.every, self.keep = str(directory), max(1, every), max(1, keep)
+        self.exclude = tuple(exclude)
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
+        last = self.params is not None and epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
             return
         os.makedirs(self.directory, exist_ok=True)
-        atomic_save_weights(self.model, os.path.join(self.directory,
-                                                     f"epoch-{epoch + 1:04d}.weights.h5"))
-        done = sorted(f for f in os.listdir(self.directory)
-                      if f.startswith("epoch-") and ".partial." not in f)
-        for old in done[:-self.keep]:
-            os.remove(os.path.join(self.directory, old))
+        save_state(self.model, os.path.join(self.directory, f"epoch-{epoch + 1:04d}.npz"),
+                   epoch=epoch + 1, exclude=self.exclude)
+        for old in checkpoint_files(self.directory)[:-self.keep]:
+            os.remove(old)
+
+
+def fit_resumable(trainer: keras.Model, batches, *, epochs: int, per_epoch: int,
+                  checkpoints=None, history=None, every: int = 1, keep: int = 2,
+                  exclude=(), validation=None, callbacks=()):
+    """`trainer.fit` over a run of epochs × per_epoch steps that survives being killed.
+
+    With a `checkpoints` directory, the newest good checkpoint there is loaded first (model,
+    optimizer, averages, recipe and random state) and training goes on from its epoch:
+    `batches(start_step)` must return the data from that global step on (mentor's Batches
+    do), so the order is the one an uninterrupted run sees. `history` (a CSV path) is
+    appended to, minus rows of epochs trained again. Returns the epoch training started at.
+    """
+    done = resume_from(trainer, checkpoints, exclude=exclude) if checkpoints else 0
+    cbs = [LearningRateLog(), *callbacks]
+    if history:
+        trim_history(history, done)
+        cbs.append(keras.callbacks.CSVLogger(str(history), append=done > 0))
+    if checkpoints:  # after the logger: a row is never missing for a saved epoch
+        cbs.append(Checkpoints(checkpoints, every, keep, exclude))
+    if done < epochs:
+        trainer.fit(batches(done * per_epoch), epochs=epochs, initial_epoch=done,
+                    steps_per_epoch=per_epoch, shuffle=False, validation_data=validation,
+                    callbacks=cbs, verbose=fit_verbosity())
+    return done
 
 
 class LearningRateLog(keras.callbacks.Callback):

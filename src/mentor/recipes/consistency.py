@@ -13,24 +13,22 @@ Both are evaluated clean and on the CIFAR-10-C corruptions (mentor.robustness).
 
 from __future__ import annotations
 
-import pathlib
 import time
 
 import keras
 import numpy as np
 
 from mentor import augment, robustness
-from mentor.config import ConsistencyConfig, SupervisedConfig, dumps, to_dict
+from mentor.config import ConsistencyConfig, dumps, to_dict
 from mentor.data.pipeline import Batches
 from mentor.errors import MentorError
 from mentor.losses import consistency_loss, cross_entropy
-from mentor.models import count_params, load_model
-from mentor.recipes.supervised import augment_layer, fit_classifier
+from mentor.models import count_params
+from mentor.recipes.supervised import augment_layer, get_teacher
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
-from mentor.training import (Checkpoints, LearningRateLog, WeightEMA, accuracy, build_for,
-                             build_optimizer, check_model_matches, fit_verbosity, start_run,
-                             total_steps)
+from mentor.training import (WeightEMA, accuracy, build_for, build_optimizer, fit_resumable,
+                             start_run, total_steps)
 
 
 class ConsistencyTrainer(keras.Model):
@@ -80,28 +78,6 @@ class ConsistencyTrainer(keras.Model):
         return loss
 
 
-def get_teacher(config: ConsistencyConfig, train, val, run: RunDir):
-    """Load the teacher named by teacher.path, or train one with `supervised`.
-    Returns (teacher, steps it trained, its initial weights or None)."""
-    t = config.teacher
-    if t.path:
-        path = pathlib.Path(t.path)
-        teacher = load_model(path / "model.keras" if path.is_dir() else path)
-        check_model_matches(teacher, train)
-        return teacher, 0, None
-    teacher = build_for(t.model, train)
-    initial = teacher.get_weights()
-    print(f"teacher: training {t.model.name} ({count_params(teacher, trainable_only=True):,} "
-          "parameters) on the clean view", flush=True)
-    teacher_config = SupervisedConfig(seed=config.seed, data=config.data, model=t.model,
-                                      augment=t.augment, train=t.train)
-    trainer, _, steps = fit_classifier(teacher_config, teacher, train, val, run=run,
-                                       prefix="teacher_")
-    if trainer.ema is not None:
-        trainer.ema.copy_to_model()
-    return teacher, steps, initial
-
-
 def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, initial=None):
     student = build_for(config.model, train)
     if config.student_from_teacher_init:
@@ -119,16 +95,15 @@ def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, i
     per_epoch, steps = total_steps(t, len(train))
     trainer.compile(optimizer=build_optimizer(t, steps),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
-    callbacks = [LearningRateLog(), Checkpoints(run.checkpoints / "student", t.checkpoint_every,
-                                                t.keep_checkpoints),
-                 keras.callbacks.CSVLogger(str(run.file("history.csv")))]
     print(f"student: training {config.model.name} "
           f"({count_params(student, trainable_only=True):,} parameters) on the noisy view, "
           f"T = {config.loss.temperature:g}", flush=True)
-    trainer.fit(Batches(train, t.batch_size, steps=steps, seed=config.seed + 2),
-                epochs=t.epochs, steps_per_epoch=per_epoch, shuffle=False,
-                validation_data=(val.x, val.y) if val is not None else None,
-                callbacks=callbacks, verbose=fit_verbosity())
+    fit_resumable(
+        trainer, lambda start: Batches(train, t.batch_size, steps=steps, seed=config.seed + 2,
+                                       start_step=start, workers=config.data.workers),
+        epochs=t.epochs, per_epoch=per_epoch, checkpoints=run.checkpoints / "student",
+        history=run.file("history.csv"), every=t.checkpoint_every, keep=t.keep_checkpoints,
+        exclude=(teacher,), validation=(val.x, val.y) if val is not None else None)
     if trainer.ema is not None:
         trainer.ema.copy_to_model()
     return student, trainer, steps

@@ -13,6 +13,7 @@ weights or stochastic weight averaging (SWA), as the seeds' full-scale teachers 
 
 from __future__ import annotations
 
+import pathlib
 import time
 
 import keras
@@ -22,11 +23,11 @@ from mentor import augment
 from mentor.config import AugmentConfig, SupervisedConfig, to_dict, dumps
 from mentor.data.pipeline import Batches
 from mentor.errors import MentorError
-from mentor.models import count_params
+from mentor.models import count_params, load_model
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
-from mentor.training import (SWA, Checkpoints, LearningRateLog, WeightEMA, accuracy,
-                             build_for, build_optimizer, fit_verbosity, recalibrate_batchnorm,
+from mentor.training import (SWA, WeightEMA, accuracy, build_for, build_optimizer,
+                             check_model_matches, fit_resumable, recalibrate_batchnorm,
                              start_run, total_steps)
 
 
@@ -80,7 +81,7 @@ class SupervisedTrainer(keras.Model):
 
 def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val=None, *,
                    run: RunDir | None = None, prefix: str = ""):
-    """Train `classifier` in place on `train`; return (trainer, keras History, steps).
+    """Train `classifier` in place on `train`; return (trainer, optimizer steps taken).
 
     Other recipes call this for their teachers and baselines, with a `prefix` ("teacher_")
     that keeps their history and checkpoints apart from the main model's.
@@ -91,7 +92,7 @@ def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val
                                 ema_decay=t.ema, label_smoothing=t.label_smoothing)
     trainer.compile(optimizer=build_optimizer(t, steps),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
-    callbacks = [LearningRateLog()]
+    callbacks = []
     if t.schedule == "plateau":
         if val is None:
             raise MentorError("train.schedule = \"plateau\" needs validation data: set data.val_fraction > 0.")
@@ -105,20 +106,58 @@ def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val
     swa = SWA(classifier, max(1, int(t.swa_start * t.epochs))) if t.swa_start else None
     if swa:
         callbacks.append(swa)
-    if run is not None:
-        callbacks += [Checkpoints(run.checkpoints / prefix.rstrip("_") if prefix
-                                  else run.checkpoints, t.checkpoint_every, t.keep_checkpoints),
-                      keras.callbacks.CSVLogger(str(run.file(f"{prefix}history.csv")))]
-    batches = Batches(train, t.batch_size, steps=steps, seed=config.seed,
-                      workers=config.data.workers)
-    validation = (val.x, val.y) if val is not None else None
-    history = trainer.fit(batches, epochs=t.epochs, steps_per_epoch=per_epoch, shuffle=False,
-                          validation_data=validation, callbacks=callbacks,
-                          verbose=fit_verbosity())
+    fit_resumable(
+        trainer, lambda start: Batches(train, t.batch_size, steps=steps, seed=config.seed,
+                                       start_step=start, workers=config.data.workers),
+        epochs=t.epochs, per_epoch=per_epoch,
+        checkpoints=(run.checkpoints / prefix.rstrip("_")) if run is not None else None,
+        history=run.file(f"{prefix}history.csv") if run is not None else None,
+        every=t.checkpoint_every, keep=t.keep_checkpoints,
+        validation=(val.x, val.y) if val is not None else None, callbacks=callbacks)
     done = int(keras.ops.convert_to_numpy(trainer.optimizer.iterations))
     if swa and swa.finish():
         recalibrate_batchnorm(classifier, train.x, t.batch_size)
-    return trainer, history, done
+    return trainer, done
+
+
+def teacher_file(path) -> pathlib.Path:
+    """A teacher named by a .keras path or by a mentor run directory."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("model.keras", "student.keras", "teacher.keras"):
+        if (path / name).is_file():
+            return path / name
+    raise MentorError(f"{path} is a directory without model.keras (or student.keras): give "
+                      "the .keras file itself, or the directory of a completed mentor run.")
+
+
+def get_teacher(config, train, val, run: RunDir, *, unsafe: bool = False):
+    """The teacher of `consistency` and `distill`: loaded from teacher.path, else trained here
+    by `supervised` with the [teacher.*] sections and saved as teacher.keras at once (so a
+    resumed run does not train it again). Returns (teacher, steps it trained here, its
+    initial weights or None)."""
+    t = config.teacher
+    if t.path or (run is not None and run.file("teacher.keras").is_file()):
+        path = teacher_file(t.path) if t.path else run.file("teacher.keras")
+        teacher = load_model(path, safe_mode=not unsafe)
+        check_model_matches(teacher, train)
+        if not t.path:
+            print(f"teacher: loaded {path}, trained earlier in this run", flush=True)
+        return teacher, 0, None
+    teacher = build_for(t.model, train)
+    initial = teacher.get_weights()
+    print(f"teacher: training {t.model.name} ({count_params(teacher, trainable_only=True):,} "
+          "parameters) with labels", flush=True)
+    teacher_config = SupervisedConfig(seed=config.seed, data=config.data, model=t.model,
+                                      augment=t.augment, train=t.train)
+    trainer, steps = fit_classifier(teacher_config, teacher, train, val, run=run,
+                                       prefix="teacher_")
+    if trainer.ema is not None:
+        trainer.ema.copy_to_model()
+    if run is not None:
+        run.save_model(teacher, "teacher.keras")
+    return teacher, steps, initial
 
 
 def run(config: SupervisedConfig, out, *, name: str = "supervised") -> dict:
@@ -126,7 +165,7 @@ def run(config: SupervisedConfig, out, *, name: str = "supervised") -> dict:
     start = time.time()
     run_dir, train, val, test = start_run(config, out, name)
     classifier = build_for(config.model, train)
-    trainer, _, steps = fit_classifier(config, classifier, train, val, run=run_dir)
+    trainer, steps = fit_classifier(config, classifier, train, val, run=run_dir)
 
     metrics = {"recipe": "supervised", "backend": keras.backend.backend(), "steps": steps}
     if trainer.ema is not None:
