@@ -93,6 +93,7 @@ def _sources(args):
 DEMO_PARTS = {  # part → (preset, what it shows)
     "supervised": ("demo", "small CNN on embedded MNIST-5k"),
     "consistency": ("demo-consistency", "a noisy student of that model, under 19 corruptions"),
+    "distill": ("demo-distill", "that model distilled into a student with 7× fewer parameters"),
 }
 
 
@@ -110,7 +111,7 @@ def _demo(args):
     for part in parts:
         preset, what = DEMO_PARTS[part]
         overrides = list(args.set)
-        if part == "consistency" and "supervised" in done:
+        if part in ("consistency", "distill") and "supervised" in done:
             overrides.append(f"teacher.path={done['supervised']}")
         config, _ = load_config(preset, overrides)
         run_dir = RunDir(f"{root}/{part}")

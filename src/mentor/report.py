@@ -30,7 +30,9 @@ def plot_history(history_csv, path, title: str = "training") -> pathlib.Path:
     h = read_history(history_csv)
     epochs = [e + 1 for e in h.get("epoch", range(len(next(iter(h.values()), []))))]
     panels = [("loss", [k for k in h if k.endswith("loss")]),
-              ("accuracy", [k for k in h if "acc" in k]),
+              ("accuracy" + (" and agreement with the teacher" if any("agreement" in k for k in h)
+                            else ""), [k for k in h if "acc" in k or "agreement" in k]),
+              ("KL to the teacher", [k for k in h if k.endswith("kl")]),
               ("learning rate", [k for k in h if k == "learning_rate"])]
     panels = [(name, keys) for name, keys in panels if keys]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)

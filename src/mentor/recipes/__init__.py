@@ -6,7 +6,8 @@ import importlib
 
 # recipe name → module; a module exposes run(config, out, name=...) -> metrics dict
 RECIPES = {"supervised": "mentor.recipes.supervised",
-           "consistency": "mentor.recipes.consistency"}
+           "consistency": "mentor.recipes.consistency",
+           "distill": "mentor.recipes.distill"}
 
 
 def get_recipe(name: str):

@@ -1,0 +1,88 @@
+"""The distillation step against its limit.
+
+    python benchmarks/distill_step.py [--reps 15] [--write]
+
+Limit: the work no implementation can skip, measured without mentor's recipe code: the
+teacher's forward pass (inference mode) plus the student's forward + backward + AdamW
+update with global clip-norm, on the same 64 images. The recipe's step adds the shared view
+(per-image inception crop + flip, then MixUp with per-image λ), the KL term and its
+trackers (KL, agreement, accuracy against the dominant label). Goal (issue 4): ≤ 1.15×.
+The models are those of the CPU preset distill-cifar10-cpu.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import mentor  # noqa: F401  (backend choice)
+import keras
+import numpy as np
+
+from mentor.models import build_model
+from mentor.recipes.distill import DistillTrainer, SharedView
+from mentor.recipes.supervised import SupervisedTrainer
+
+from _bench import interleaved, write_section  # noqa: E402
+
+BATCH = 64  # the preset's batch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--teacher-width", type=int, default=64)
+    parser.add_argument("--student-width", type=int, default=28)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+
+    def model(width):
+        return build_model("small_cnn", num_classes=10, image_size=args.size, channels=3,
+                           width=width)
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (BATCH, args.size, args.size, 3)).astype("uint8")
+    y = np.arange(BATCH) % 10
+
+    teacher = model(args.teacher_width)
+    teacher.trainable = False
+    plain = SupervisedTrainer(model(args.student_width))  # no augmentation: the bare step
+    plain.compile(optimizer=keras.optimizers.AdamW(1e-3, global_clipnorm=1.0))
+    recipe = DistillTrainer(model(args.student_width), teacher,
+                            SharedView(area=(0.25, 1.0), seed=0))
+    recipe.compile(optimizer=keras.optimizers.AdamW(1e-3, global_clipnorm=1.0),
+                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+
+    def limit():
+        keras.ops.convert_to_numpy(teacher(x, training=False))
+        plain.train_on_batch(x, y)
+
+    medians = interleaved({"limit": limit, "recipe": lambda: recipe.train_on_batch(x, y)},
+                          args.reps)
+    ratio = medians["recipe"] / medians["limit"]
+    section = "\n".join([
+        "## Distillation step vs its limit",
+        "",
+        f"`python benchmarks/distill_step.py --reps {args.reps}` · backend "
+        f"{keras.backend.backend()} · {os.cpu_count()} CPU cores · teacher small_cnn width "
+        f"{args.teacher_width}, student width {args.student_width} (the CPU preset's pair), "
+        f"{args.size}×{args.size}×3, batch {BATCH} · medians of {args.reps} interleaved "
+        "repetitions after 2 warm-ups.",
+        "",
+        "| step | median ms | × limit |",
+        "|---|---|---|",
+        f"| limit: teacher forward + student forward/backward/AdamW update | "
+        f"{1000 * medians['limit']:.1f} | 1.00× |",
+        f"| distill step: + inception crop, flip, MixUp, KL, trackers | "
+        f"{1000 * medians['recipe']:.1f} | {ratio:.2f}× |",
+        "",
+        "Goal: ≤ 1.15× the limit.",
+    ])
+    print(section)
+    if args.write:
+        write_section("distill-step", section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""Recipe `distill`: shrink a big classifier into a small one by function matching (Beyer et
+al. 2022, "Knowledge distillation: a good teacher is patient and consistent").
+
+At every step the frozen teacher (inference mode) and the student see *exactly the same*
+image: one inception crop + flip of each training image, then MixUp of the batch with
+λ ~ U(0, 1) and a partner from the same batch. The student matches the teacher's function on
+those images; labels are never used for training, only tracked:
+
+    loss = KL(softmax(teacher / T) ‖ softmax(student / T)) · T²
+
+AdamW with decoupled weight decay on kernels only, linear warm-up then cosine to zero,
+global clip-norm 1.0. The paper's students need long schedules (thousands of epochs), so a
+run resumes exactly from its last checkpoint (mentor.training.resume_from).
+
+Why not `keras.distillation.Distiller` (Keras 3.15): its compute_loss runs the teacher on
+the step's raw input `x`, while the student's prediction comes from `call`; the shared
+crop + MixUp view is drawn inside the step, so the teacher would see another image than
+the student unless augmentation moved out of the step into the input pipeline. It also
+drops the models' own `self.losses`, and its KL works on probabilities clipped at 1e-7
+where `mentor.losses.kl_divergence` uses log-softmaxes.
+
+    mentor train distill-cifar10-cpu     # teacher, student and labels-only baseline
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+from mentor import augment
+from mentor.config import DistillConfig, SupervisedConfig, dumps, to_dict
+from mentor.data.imageset import ImageSet
+from mentor.data.pipeline import Batches, prepare
+from mentor.errors import MentorError
+from mentor.losses import cross_entropy, kl_divergence
+from mentor.models import count_params
+from mentor.recipes.supervised import fit_classifier, get_teacher
+from mentor.report import plot_history, write_report
+from mentor.runs import RunDir
+from mentor.training import (WeightEMA, build_for, build_optimizer, check_model_matches,
+                             fit_resumable, start_run, total_steps)
+
+
+def distill_loss(teacher_logits, student_logits, temperature=1.0, t_squared=True):
+    """KL(teacher/T ‖ student/T) per example, × T² so the gradient's size does not depend on T
+    (Hinton et al. 2015 §2; big_vision's distill trainer)."""
+    kl = kl_divergence(teacher_logits, student_logits, temperature)
+    return kl * (temperature ** 2) if t_squared else kl
+
+
+class SharedView(keras.layers.Layer):
+    """The one training view both models see: inception crop + flip, then MixUp."""
+
+    def __init__(self, size=None, area=(0.05, 1.0), ratio=(3 / 4, 4 / 3), flip=True,
+                 mixup=True, mixup_per_image=True, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.crop = augment.InceptionCrop(size=size, area=area, ratio=ratio, flip=flip,
+                                          seed=seed, name="crop")
+        self.mixup, self.mixup_per_image = mixup, mixup_per_image
+        self.seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
+
+    def call(self, images):
+        """(view, λ per image, partner index); λ = 1 and partner = self without MixUp."""
+        view = self.crop(images, training=True)
+        batch = keras.ops.shape(view)[0]
+        if not self.mixup:
+            return view, keras.ops.ones((batch,)), keras.ops.arange(batch, dtype="int32")
+        return augment.mixup(view, self.seed_generator, per_image=self.mixup_per_image)
+
+
+class DistillTrainer(keras.Model):
+    """Frozen teacher and trainable student on one shared view; the loss is theirs alone."""
+
+    def __init__(self, student, teacher, view: SharedView, temperature=1.0, t_squared=True,
+                 ema_decay: float = 0.0, teacher_probabilities: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.student, self.teacher, self.view = student, teacher, view
+        self.teacher_probabilities = teacher_probabilities  # a softmax head: take its log
+        self.teacher.trainable = False  # out of the optimizer's list; BN stays in inference
+        self.temperature, self.t_squared = float(temperature), bool(t_squared)
+        self.ema = WeightEMA(student, ema_decay, name="ema") if ema_decay else None
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.agreement_tracker = keras.metrics.Mean(name="agreement")
+        self._stash = None  # (teacher logits, λ, partner) of the current step
+
+    def build(self, input_shape):
+        pass  # both models arrive built
+
+    def call(self, x, training=False):
+        if training:
+            images, weights, partner = self.view(x)
+        else:  # validation: plain images, and the teacher too, for val_kl and val_agreement
+            images = keras.ops.cast(x, "float32")
+            batch = keras.ops.shape(images)[0]
+            weights, partner = keras.ops.ones((batch,)), keras.ops.arange(batch, dtype="int32")
+        # The identical tensor goes to both models. The teacher runs in inference mode (its
+        # batch-norm statistics must not move); its logits are kept for compute_loss and
+        # compute_metrics, which Keras calls next in the same step (the same trace on JAX
+        # and TensorFlow).
+        teacher_logits = keras.ops.stop_gradient(self.teacher(images, training=False))
+        if self.teacher_probabilities:
+            teacher_logits = keras.ops.log(keras.ops.maximum(teacher_logits, 1e-12))
+        self._stash = (teacher_logits, weights, partner)
+        return self.student(images, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        teacher_logits = self._stash[0]
+        if training:
+            per_example = distill_loss(teacher_logits, y_pred, self.temperature,
+                                       self.t_squared)
+        else:  # validation: the student's cross-entropy on labelled images
+            per_example = cross_entropy(y, y_pred)
+        self.kl_tracker.update_state(kl_divergence(teacher_logits, y_pred))
+        agree = keras.ops.argmax(teacher_logits, -1) == keras.ops.argmax(y_pred, -1)
+        self.agreement_tracker.update_state(keras.ops.cast(agree, "float32"))
+        loss = keras.ops.mean(per_example)
+        if self.losses:
+            loss = loss + keras.ops.sum(self.losses)
+        if training and self.ema is not None:
+            self.ema.update()
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Labels are tracked, never trained on: on a mixed image the label that counts is
+        # the one of the image with the larger weight (λ = 1 in validation).
+        _, weights, partner = self._stash
+        y = keras.ops.where(weights >= 0.5, y, keras.ops.take(y, partner, axis=0))
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+
+# ----------------------------------------------------------------------------- data views
+
+
+def crop_size(config: DistillConfig, data: ImageSet) -> int:
+    return config.augment.crop_size or data.image_shape[0]
+
+
+def eval_view(data: ImageSet | None, fraction: float, size: int, batch: int = 512):
+    """The test-time view: a central crop of `fraction` resized to `size` (identity when
+    fraction = 1 and the size already fits)."""
+    if data is None or (fraction >= 1.0 and data.image_shape[0] == size):
+        return data
+    parts = [keras.ops.convert_to_numpy(augment.central_crop(data.x[i:i + batch], fraction, size))
+             for i in range(0, len(data), batch)]
+    x = np.clip(np.rint(np.concatenate(parts)), 0, 255).astype(np.uint8)
+    return ImageSet(x, data.y, list(data.class_names), data.name)
+
+
+def logits(model, data: ImageSet, batch_size: int = 256, probabilities=False) -> np.ndarray:
+    out = np.asarray(model.predict(data.x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    return np.log(np.maximum(out, 1e-12)) if probabilities else out
+
+
+def gives_probabilities(model, data: ImageSet, n: int = 64) -> bool:
+    """True when a model ends in a softmax (keras.applications does by default): its rows
+    are non-negative and sum to 1. mentor trains on logits; log p are logits of p."""
+    out = logits(model, data.subset(np.arange(min(n, len(data)))))
+    return bool(out.min() >= 0.0 and np.allclose(out.sum(-1), 1.0, atol=1e-3))
+
+
+def compare(teacher_logits: np.ndarray, student_logits: np.ndarray, labels) -> dict:
+    """Accuracies of both, top-1 agreement and mean KL(teacher ‖ student) at T = 1."""
+    t_top, s_top = teacher_logits.argmax(-1), student_logits.argmax(-1)
+    kl = keras.ops.convert_to_numpy(kl_divergence(teacher_logits, student_logits))
+    return {"teacher_acc": float(np.mean(t_top == labels)),
+            "student_acc": float(np.mean(s_top == labels)),
+            "student_teacher_agreement": float(np.mean(t_top == s_top)),
+            "student_teacher_kl": float(np.mean(kl))}
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def check_pair(teacher: keras.Model, student: keras.Model):
+    """Teacher and student must predict the same classes from the same images."""
+    t, s = teacher.output_shape[-1], student.output_shape[-1]
+    if t != s:
+        raise MentorError(f"the teacher predicts {t} classes but the student {s}; "
+                          "distillation matches their outputs class by class, so both need "
+                          "the data's class count.")
+    if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
+        raise MentorError(f"the teacher takes images of shape {teacher.input_shape[1:]} but the "
+                          f"student {student.input_shape[1:]}; set augment.crop_size to the "
+                          "teacher's input size.")
+
+
+def train_student(config: DistillConfig, teacher, train, val, run: RunDir,
+                  teacher_probabilities: bool = False):
+    size = crop_size(config, train)
+    student = build_for(config.model, prepare(train.subset(np.arange(1)), size))
+    check_pair(teacher, student)
+    a, t = config.augment, config.train
+    view = SharedView(size=size, area=tuple(a.crop_area), ratio=tuple(a.crop_ratio),
+                      flip=a.flip, mixup=a.mixup, mixup_per_image=a.mixup_per_image,
+                      seed=config.seed, name="view")
+    trainer = DistillTrainer(student, teacher, view, config.loss.temperature,
+                             config.loss.t_squared, ema_decay=t.ema,
+                             teacher_probabilities=teacher_probabilities)
+    per_epoch, steps = total_steps(t, len(train))
+    trainer.compile(optimizer=build_optimizer(t, steps),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+    print(f"student: {config.model.name} ({count_params(student, trainable_only=True):,} "
+          f"parameters) matches the teacher on shared crop{' + MixUp' if a.mixup else ''} "
+          f"views for {steps} steps, T = {config.loss.temperature:g}", flush=True)
+    fit_resumable(
+        trainer, lambda start: Batches(train, t.batch_size, steps=steps, seed=config.seed + 2,
+                                       start_step=start, workers=config.data.workers),
+        epochs=t.epochs, per_epoch=per_epoch, checkpoints=run.checkpoints / "student",
+        history=run.file("history.csv"), every=t.checkpoint_every, keep=t.keep_checkpoints,
+        exclude=(teacher,), validation=(val.x, val.y) if val is not None else None)
+    if trainer.ema is not None:
+        trainer.ema.copy_to_model()
+    return student, trainer, steps
+
+
+def train_baseline(config: DistillConfig, train, val, run: RunDir, size: int):
+    """The same student, steps and optimizer, on the labels alone."""
+    t = config.train
+    baseline_config = SupervisedConfig(seed=config.seed, data=config.data, model=config.model,
+                                       augment=config.baseline.augment, train=t)
+    model = build_for(config.model, prepare(train.subset(np.arange(1)), size))
+    print(f"baseline: the same student on the labels alone, {total_steps(t, len(train))[1]} "
+          "steps", flush=True)
+    trainer, _ = fit_classifier(baseline_config, model, prepare(train, size),
+                                   prepare(val, size) if val is not None else None, run=run,
+                                   prefix="baseline_")
+    if trainer.ema is not None:
+        trainer.ema.copy_to_model()
+    return model
+
+
+def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
+    start = time.time()
+    run_dir, train, val, test = start_run(config, out, name)
+    size = crop_size(config, train)
+    val_view, test_view = (eval_view(d, config.augment.eval_crop, size) for d in (val, test))
+
+    # A teacher trained here sees the student's input size.
+    teacher_train = prepare(train, size)
+    teacher, teacher_steps, _ = get_teacher(config, teacher_train, val_view, run_dir)
+    check_model_matches(teacher, test_view)
+    teacher_params = count_params(teacher, trainable_only=True)  # before it is frozen
+    probabilities = gives_probabilities(teacher, test_view)
+    if probabilities:
+        print("teacher: its outputs are probabilities (a softmax head); distilling from their "
+              "logarithms", flush=True)
+    student, trainer, steps = train_student(config, teacher, train, val_view, run_dir,
+                                            probabilities)
+    run_dir.save_model(student, "student.keras")
+
+    t_logits = logits(teacher, test_view, probabilities=probabilities)
+    s_logits = logits(student, test_view)
+    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "steps": steps,
+               "teacher_steps": teacher_steps}
+    metrics.update(compare(t_logits, s_logits, test_view.y))
+    if config.baseline.enabled:
+        baseline = train_baseline(config, train, val, run_dir, size)
+        run_dir.save_model(baseline, "baseline.keras")
+        metrics["student_labels_only_acc"] = float(
+            np.mean(logits(baseline, test_view).argmax(-1) == test_view.y))
+    metrics.update(teacher_params=teacher_params,
+                   student_params=count_params(student, trainable_only=True),
+                   train_images=len(train), test_images=len(test))
+
+    figures = [("Student training: KL to the teacher, agreement with it on the shared views, "
+                "and validation accuracy", plot_history(
+                    run_dir.file("history.csv"), run_dir.file("curves.png"), "student").name)]
+    for who in ("teacher", "baseline"):
+        if run_dir.file(f"{who}_history.csv").exists():
+            figures.append((f"{who.capitalize()} training (labels)", plot_history(
+                run_dir.file(f"{who}_history.csv"), run_dir.file(f"{who}_curves.png"),
+                who).name))
+    figures.append(("Test accuracy side by side", compare_bars(
+        metrics, run_dir.file("accuracy.png")).name))
+    shown = train.x[np.random.default_rng(config.seed).choice(len(train), 8, replace=False)]
+    view, _, _ = trainer.view(shown)
+    figures.append(("The shared view: teacher and student see exactly these images",
+                    augment.sample_grid({"input": shown,
+                                         "shared view": keras.ops.convert_to_numpy(view)},
+                                        run_dir.file("views.png")).name))
+    metrics["seconds"] = round(time.time() - start, 1)
+    write_report(run_dir.file("report.html"), f"{name}: distillation by function matching",
+                 metrics, figures, dumps(to_dict(config)))
+    run_dir.write_metrics(metrics)
+    return metrics
+
+
+def compare_bars(metrics: dict, path):
+    """Teacher, student and (when trained) labels-only student: accuracy and parameters."""
+    import matplotlib.pyplot as plt
+
+    rows = [("teacher", metrics["teacher_acc"], metrics["teacher_params"]),
+            ("student\n(distilled)", metrics["student_acc"], metrics["student_params"])]
+    if "student_labels_only_acc" in metrics:
+        rows.append(("student\n(labels only)", metrics["student_labels_only_acc"],
+                     metrics["student_params"]))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bars = ax.bar([r[0] for r in rows], [r[1] for r in rows],
+                  color=["#555", "#1f77b4", "#aaa"][:len(rows)])
+    for bar, (_, acc, params) in zip(bars, rows):
+        ax.text(bar.get_x() + bar.get_width() / 2, acc, f"{acc:.3f}\n{params / 1e6:.2f} M params",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("test accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
