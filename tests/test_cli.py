@@ -90,6 +90,19 @@ def bad_inputs(tmp_path):
     done.mkdir()
     (done / "metrics.json").write_text("{}")
     train = ["train", "demo", "--set"]
+    distill = ["train", "demo-distill", "--set"]
+
+    def teacher(classes, size):
+        path = tmp_path / f"teacher{classes}_{size}.keras"
+        keras.Sequential([keras.Input((size, size, 1)), keras.layers.Flatten(),
+                          keras.layers.Dense(classes)]).save(path)
+        return path
+
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"PK\x03\x04 not a zip")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.toml").write_text("# resolved from x\n\nrecipe = \"supervised\"\n")
     robust = ["robustness", str(small_model(tmp_path)), "--data", "embedded:digits"]
     return {
         "npz without y": (train + [f"data.train={npz(tmp_path, 'noy.npz', x=ok_x)}"],
@@ -141,6 +154,17 @@ def bad_inputs(tmp_path):
             ["predicts 3 classes"]),
         "CIFAR-10-C folder missing a file": (
             robust + ["--cifar10c", str(tmp_path), "--corruptions", "fog"], ["fog.npy"]),
+        "distill: teacher and student class counts differ": (
+            distill + [f"teacher.path={teacher(12, 28)}"],
+            ["teacher predicts 12 classes but the student 10"]),
+        "distill: teacher file does not load": (distill + [f"teacher.path={broken}"],
+                                                ["broken.keras"]),
+        "distill: teacher input size differs": (distill + [f"teacher.path={teacher(10, 16)}"],
+                                                ["takes images of shape (16, 16, 1)"]),
+        "distill: run directory without a model": (distill + [f"teacher.path={a_file.parent / 'one_class'}"],
+                                                   ["without model.keras"]),
+        "resuming with another config": (["train", "demo", "--out", str(unfinished)],
+                                         ["unfinished run with another config"]),
     }
 
 
@@ -160,7 +184,9 @@ def catalogue(tmp_path):
     "output holds a completed run", "missing model file", "model and data class counts differ",
     "Lambda model without --unsafe", "bad schedule", "unknown demo part",
     "unknown corruption", "severity outside 1-5", "robustness: class counts differ",
-    "CIFAR-10-C folder missing a file"])
+    "CIFAR-10-C folder missing a file", "distill: teacher and student class counts differ",
+    "distill: teacher file does not load", "distill: teacher input size differs",
+    "distill: run directory without a model", "resuming with another config"])
 def test_bad_input_gets_one_clear_message(case, catalogue, capsys, tmp_path, monkeypatch):
     argv, words = catalogue[case]
     out_dir = tmp_path / "out"
@@ -224,3 +250,14 @@ def test_robustness_generated_and_from_a_cifar10c_release(capsys, tmp_path):
     metrics = json.loads((tmp_path / "rel" / "metrics.json").read_text())
     assert sorted(k for k in metrics if k.startswith("corrupt_acc/")) == [
         f"corrupt_acc/fog/{s}" for s in range(1, 6)]
+
+
+def test_a_diverging_run_stops_with_the_guards_message(capsys, tmp_path):
+    out_dir = tmp_path / "nan"
+    code, _, err = run_cli(capsys, "train", "demo", "--set", "train.learning_rate=1e30",
+                           "--set", "train.epochs=2", "--set", "train.warmup_steps=0",
+                           "--set", "data.train=embedded:digits",
+                           "--out", str(out_dir))
+    assert code == 2 and "Traceback" not in err
+    assert "training diverged" in err and "epoch 1, batch" in err and "learning_rate" in err
+    assert not (out_dir / "metrics.json").exists()

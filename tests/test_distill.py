@@ -310,3 +310,17 @@ def test_a_softmax_teacher_is_distilled_from_its_log_probabilities(tmp_path, cap
     trainer(x, training=True)
     stashed = keras.ops.convert_to_numpy(trainer._stash[0])
     np.testing.assert_allclose(np.exp(stashed).sum(-1), 1.0, rtol=1e-5)  # log p: softmax = p
+
+
+def test_a_teacher_can_be_named_by_its_run_directory(tmp_path):
+    from mentor.recipes.supervised import teacher_file
+
+    run = tmp_path / "supervised-run"
+    run.mkdir()
+    with pytest.raises(MentorError, match="without model.keras"):
+        teacher_file(run)
+    (run / "student.keras").write_bytes(b"x")
+    assert teacher_file(run) == run / "student.keras"  # a distill or consistency run
+    (run / "model.keras").write_bytes(b"x")
+    assert teacher_file(run) == run / "model.keras"  # a supervised run's model comes first
+    assert teacher_file(run / "model.keras") == run / "model.keras"

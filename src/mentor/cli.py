@@ -12,7 +12,7 @@ from mentor.errors import MentorError
 
 EXAMPLES = """\
 examples:
-  mentor demo                                   # the embedded end-to-end run (~2 min on CPU)
+  mentor demo                                   # the embedded end-to-end run (~4 min on CPU)
   mentor presets                                # what ships, one line each
   mentor train demo --set train.epochs=3        # a preset with an override
   mentor train my.toml --out runs/mine          # your own config file

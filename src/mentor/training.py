@@ -352,6 +352,33 @@ class Checkpoints(keras.callbacks.Callback):
             os.remove(old)
 
 
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop at the first step whose loss is NaN or infinite, before the next checkpoint is
+    written, with a message that says where and what to try. The newest checkpoint (if any)
+    stays the last good state: rerunning the same command resumes from it."""
+
+    def __init__(self, checkpoints=None):
+        super().__init__()
+        self.checkpoints = checkpoints
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        saved = checkpoint_files(self.checkpoints) if self.checkpoints else []
+        kept = (f"the last good checkpoint, {saved[-1]}, is kept" if saved
+                else "no checkpoint had been written yet")
+        raise MentorError(
+            f"training diverged: the loss became {float(loss)} at epoch {self.epoch + 1}, "
+            f"batch {batch + 1}. Try a lower train.learning_rate, a longer "
+            f"train.warmup_steps or train.clipnorm = 1.0 (into a new --out), and check the "
+            f"data for broken images; {kept}.")
+
+
 def fit_resumable(trainer: keras.Model, batches, *, epochs: int, per_epoch: int,
                   checkpoints=None, history=None, every: int = 1, keep: int = 2,
                   exclude=(), validation=None, callbacks=()):
@@ -364,7 +391,7 @@ def fit_resumable(trainer: keras.Model, batches, *, epochs: int, per_epoch: int,
     appended to, minus rows of epochs trained again. Returns the epoch training started at.
     """
     done = resume_from(trainer, checkpoints, exclude=exclude) if checkpoints else 0
-    cbs = [LearningRateLog(), *callbacks]
+    cbs = [DivergenceGuard(checkpoints), LearningRateLog(), *callbacks]
     if history:
         trim_history(history, done)
         cbs.append(keras.callbacks.CSVLogger(str(history), append=done > 0))
