@@ -53,3 +53,45 @@ def test_consistency_loss_by_hand():
     got = np_(consistency_loss(np.array([1]), s, t, temperature=10.0, t_squared=False,
                                ce_weight=0.3, kd_weight=0.7))
     np.testing.assert_allclose(got, [0.3 * ce + 0.7 * kl], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- AdaMatch
+
+
+def test_logit_interpolation_by_hand():
+    from mentor.losses import interpolate_logits
+
+    got = np_(interpolate_logits(np.array([[2.0, 0.0]]), np.array([[0.0, 4.0]]),
+                                 np.array([[0.25, 0.5]])))
+    np.testing.assert_allclose(got, [[0.25 * 2.0, 0.5 * 4.0]])  # λ·z₁ + (1 − λ)·z₂
+
+
+def test_distribution_alignment_by_hand():
+    from mentor.losses import align_distribution
+
+    got = np_(align_distribution(np.array([[0.6, 0.4]]), np.array([0.5, 0.5]),
+                                 np.array([0.75, 0.25])))
+    # (0.6 · 0.5/0.75, 0.4 · 0.5/0.25) = (0.4, 0.8) → normalized (1/3, 2/3)
+    np.testing.assert_allclose(got, [[1 / 3, 2 / 3]], rtol=1e-5)
+
+
+def test_relative_threshold_and_masked_loss_by_hand():
+    from mentor.losses import masked_pseudo_label_loss, relative_threshold
+
+    c = float(np_(relative_threshold(np.array([[0.9, 0.1], [0.6, 0.4]]), tau=0.9)))
+    assert c == pytest.approx(0.9 * 0.75)  # τ · mean(0.9, 0.6)
+    loss, mask = masked_pseudo_label_loss(np.array([[0.7, 0.3], [0.55, 0.45]]),
+                                          np.array([[0.0, 0.0], [math.log(3.0), 0.0]]), c)
+    np.testing.assert_allclose(np_(mask), [1.0, 0.0])  # 0.7 ≥ 0.675 > 0.55
+    np.testing.assert_allclose(np_(loss), [math.log(2.0), 0.0], rtol=1e-6)
+
+
+def test_unlabeled_weight_reaches_one_at_half_of_training():
+    from mentor.losses import unlabeled_weight
+
+    at = lambda t: float(np_(unlabeled_weight(t, 1000)))  # noqa: E731
+    assert at(0) == pytest.approx(0.0, abs=1e-7)
+    assert at(125) == pytest.approx(0.5 - 0.5 * math.cos(math.pi / 4), rel=1e-5)
+    assert at(250) == pytest.approx(0.5, rel=1e-5)  # ¼ of training: cos(π/2) = 0
+    assert at(500) == pytest.approx(1.0, rel=1e-6)  # ½
+    assert at(1000) == pytest.approx(1.0, rel=1e-6)  # the end: it stays at 1

@@ -5,6 +5,8 @@ Recipes average them; tests check them against numbers computed by hand.
 
 from __future__ import annotations
 
+import math
+
 from keras import ops
 
 
@@ -39,3 +41,39 @@ def consistency_loss(labels, student_logits, teacher_logits, *, temperature=10.0
     if t_squared:
         kd = kd * (temperature ** 2)
     return ce_weight * cross_entropy(labels, student_logits) + kd_weight * kd
+
+
+# ----------------------------------------------------------------------------- AdaMatch
+# Berthelot et al. 2021, "AdaMatch: a unified approach to semi-supervised learning and
+# domain adaptation", §3. Each piece is a pure function so tests can check it by hand.
+
+
+def interpolate_logits(combined, source_only, lam):
+    """Random logit interpolation: λ·z_combined + (1 − λ)·z_source_only, λ ~ U(0, 1) drawn
+    per element by the caller (the paper's z′ = λ·z′_{S∪T} + (1 − λ)·z′_S)."""
+    return lam * combined + (1.0 - lam) * source_only
+
+
+def align_distribution(p_target, source_mean, target_mean, eps=1e-6):
+    """Distribution alignment: p̃ = normalize(p_target · p̄_source / p̄_target), per row."""
+    p = p_target * (source_mean / (target_mean + eps))
+    return p / ops.sum(p, axis=-1, keepdims=True)
+
+
+def relative_threshold(p_source_weak, tau=0.9):
+    """c_τ = τ · mean over the source batch of max_class p_source_weak."""
+    return tau * ops.mean(ops.max(p_source_weak, axis=-1))
+
+
+def masked_pseudo_label_loss(p_pseudo, target_logits, threshold):
+    """CE(argmax p_pseudo, target_logits) where max p_pseudo ≥ threshold, else 0; per
+    example. Returns (loss, mask) so callers can report the mask rate."""
+    mask = ops.cast(ops.max(p_pseudo, axis=-1) >= threshold, "float32")
+    hard = ops.argmax(p_pseudo, axis=-1)
+    return cross_entropy(hard, target_logits) * mask, mask
+
+
+def unlabeled_weight(step, total_steps):
+    """μ(t) = ½ − ½·cos(min(π, 2π·t/T)): 0 at the start, 1 from half of training on."""
+    t = ops.minimum(math.pi, 2.0 * math.pi * ops.cast(step, "float32") / float(total_steps))
+    return 0.5 - 0.5 * ops.cos(t)
