@@ -12,7 +12,7 @@ from mentor.errors import MentorError
 
 EXAMPLES = """\
 examples:
-  mentor demo                                   # the embedded end-to-end run (~4 min on CPU)
+  mentor demo                                   # the embedded end-to-end run (~5 min on CPU)
   mentor presets                                # what ships, one line each
   mentor train demo --set train.epochs=3        # a preset with an override
   mentor train my.toml --out runs/mine          # your own config file
@@ -94,6 +94,7 @@ DEMO_PARTS = {  # part → (preset, what it shows)
     "supervised": ("demo", "small CNN on embedded MNIST-5k"),
     "consistency": ("demo-consistency", "a noisy student of that model, under 19 corruptions"),
     "distill": ("demo-distill", "that model distilled into a student with 7× fewer parameters"),
+    "adamatch": ("demo-adamatch", "AdaMatch from UCI digit scans to MNIST, against source-only"),
 }
 
 

@@ -175,8 +175,47 @@ class DistillConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
+@dataclass
+class TargetConfig:
+    """The images AdaMatch must classify. Their labels, when a source has them, are used
+    for monitoring only (pseudo-label accuracy), never for training, except the
+    `labels_per_class` labeled ones of mode "ssda"."""
+    train: str = ""  # unlabeled target images (uda, ssda); unused in ssl
+    labels_per_class: int = 0  # ssda: labeled target images per class, added to the source
+
+
+@dataclass
+class AdaMatchLossConfig:
+    tau: float = 0.9  # relative confidence threshold: τ · mean max p of weak source views
+    ratio: int = 3  # target (unlabeled) batch = ratio × source batch (paper: 3)
+    source_momentum: float = 0.999  # running average of the source weak softmax
+    target_window: int = 128  # the target weak softmax is averaged over this many batches
+    # The papers' weight decay: an L2 term wd·‖w‖²/2 on kernels in the loss (FixMatch and
+    # AdaMatch code), so SGD's momentum carries it; keras-io's example silently dropped it.
+    l2: float = 0.0005
+
+
+@dataclass
+class AdaMatchConfig:
+    recipe: str = "adamatch"
+    description: str = ""
+    seed: int = 0
+    mode: str = "uda"  # "uda" | "ssda" | "ssl"
+    # data.train: the labeled source (ssl: the one data set); data.test: target-domain test
+    data: DataConfig = field(default_factory=DataConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    labels_per_class: int = 0  # ssl: labeled images per class of data.train; the rest unlabeled
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="wrn28_2"))
+    weak: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="weak"))
+    strong: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="strong"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        optimizer="sgd", learning_rate=0.03, momentum=0.9, weight_decay=0.0, ema=0.999))
+    loss: AdaMatchLossConfig = field(default_factory=AdaMatchLossConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
 RECIPES: dict[str, type] = {"supervised": SupervisedConfig, "consistency": ConsistencyConfig,
-                            "distill": DistillConfig}
+                            "distill": DistillConfig, "adamatch": AdaMatchConfig}
 
 
 # ----------------------------------------------------------------------------- building

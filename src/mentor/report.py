@@ -22,7 +22,8 @@ def read_history(path) -> dict[str, list[float]]:
                 columns.setdefault(key, []).append(float(value))
             except (TypeError, ValueError):
                 pass
-    return columns
+    # A column Keras wrote as "NA" in every row (val_* without validation data) is no curve.
+    return {k: v for k, v in columns.items() if len(v) == len(rows)}
 
 
 def plot_history(history_csv, path, title: str = "training") -> pathlib.Path:
@@ -33,6 +34,7 @@ def plot_history(history_csv, path, title: str = "training") -> pathlib.Path:
               ("accuracy" + (" and agreement with the teacher" if any("agreement" in k for k in h)
                             else ""), [k for k in h if "acc" in k or "agreement" in k]),
               ("KL to the teacher", [k for k in h if k.endswith("kl")]),
+              ("μ and mask rate", [k for k in h if k in ("mu", "mask_rate")]),
               ("learning rate", [k for k in h if k == "learning_rate"])]
     panels = [(name, keys) for name, keys in panels if keys]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)

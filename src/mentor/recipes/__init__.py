@@ -7,7 +7,8 @@ import importlib
 # recipe name → module; a module exposes run(config, out, name=...) -> metrics dict
 RECIPES = {"supervised": "mentor.recipes.supervised",
            "consistency": "mentor.recipes.consistency",
-           "distill": "mentor.recipes.distill"}
+           "distill": "mentor.recipes.distill",
+           "adamatch": "mentor.recipes.adamatch"}
 
 
 def get_recipe(name: str):

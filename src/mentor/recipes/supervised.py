@@ -50,8 +50,9 @@ class SupervisedTrainer(keras.Model):
     """
 
     def __init__(self, classifier: keras.Model, augmenter=None, ema_decay: float = 0.0,
-                 label_smoothing: float = 0.0, **kwargs):
+                 label_smoothing: float = 0.0, l2: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        self.l2 = float(l2)  # an L2 loss on kernels (AdaMatch's baseline); 0 for the rest
         self.classifier = classifier
         self.augmenter = augmenter
         self.ema = WeightEMA(classifier, ema_decay, name="ema") if ema_decay else None
@@ -71,6 +72,10 @@ class SupervisedTrainer(keras.Model):
         if self.label_smoothing:
             labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / n
         loss = keras.ops.mean(keras.ops.categorical_crossentropy(labels, y_pred, from_logits=True))
+        if self.l2:
+            from mentor.recipes.adamatch import l2_penalty
+
+            loss = loss + self.l2 * l2_penalty(self.classifier)
         if self.losses:  # layer regularizers; weight decay itself lives in the optimizer
             loss = loss + keras.ops.sum(self.losses)
         if training and self.ema is not None:
@@ -80,7 +85,7 @@ class SupervisedTrainer(keras.Model):
 
 
 def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val=None, *,
-                   run: RunDir | None = None, prefix: str = ""):
+                   run: RunDir | None = None, prefix: str = "", l2: float = 0.0):
     """Train `classifier` in place on `train`; return (trainer, optimizer steps taken).
 
     Other recipes call this for their teachers and baselines, with a `prefix` ("teacher_")
@@ -89,7 +94,7 @@ def fit_classifier(config: SupervisedConfig, classifier: keras.Model, train, val
     t = config.train
     per_epoch, steps = total_steps(t, len(train))
     trainer = SupervisedTrainer(classifier, augment_layer(config.augment, config.seed),
-                                ema_decay=t.ema, label_smoothing=t.label_smoothing)
+                                ema_decay=t.ema, label_smoothing=t.label_smoothing, l2=l2)
     trainer.compile(optimizer=build_optimizer(t, steps),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     callbacks = []
