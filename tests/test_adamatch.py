@@ -191,9 +191,13 @@ def test_bad_adamatch_inputs_get_clear_messages(tmp_path):
     empty = npz(tmp_path, "empty.npz", np.zeros((0, 8, 8), np.uint8), np.zeros(0, int))
     with pytest.raises(MentorError, match="empty|no images"):
         adamatch.run(config(mode="uda", **{"target.train": empty}), tmp_path / "d")
+    rgba = npz(tmp_path, "rgba.npz", np.zeros((300, 8, 8, 4), np.uint8), np.arange(300) % 5)
+    with pytest.raises(MentorError, match="must have 1 or 3 channels"):
+        adamatch.run(config(mode="uda", **{"data.train": five, "target.train": rgba}),
+                     tmp_path / "f")
     with pytest.raises(MentorError, match="mode must be"):
         adamatch.run(config(mode="semi"), tmp_path / "e")
-    for d in "abcde":
+    for d in "abcdef":
         assert not (tmp_path / d / "metrics.json").exists()
 
 
