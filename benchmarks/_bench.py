@@ -31,6 +31,16 @@ def interleaved(cases: dict, reps: int, warmup: int = 2) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def limit_table(medians: dict[str, float], labels: dict[str, str],
+                base: str = "limit") -> list[str]:
+    """Markdown rows "label | median ms | × base" for each case in `labels`, in order."""
+    rows = ["| step | median ms | × limit |", "|---|---|---|"]
+    for key, label in labels.items():
+        rows.append(f"| {label} | {1000 * medians[key]:.1f} | "
+                    f"{medians[key] / medians[base]:.2f}× |")
+    return rows
+
+
 def write_section(key: str, section: str, path: pathlib.Path = DOCS):
     """Replace the text between <!-- key --> markers (append the section if absent)."""
     begin, end = f"<!-- {key} -->", f"<!-- /{key} -->"

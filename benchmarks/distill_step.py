@@ -23,7 +23,7 @@ from mentor.models import build_model
 from mentor.recipes.distill import DistillTrainer, SharedView
 from mentor.recipes.supervised import SupervisedTrainer
 
-from _bench import interleaved, write_section  # noqa: E402
+from _bench import interleaved, limit_table, write_section  # noqa: E402
 
 BATCH = 64  # the preset's batch
 
@@ -60,7 +60,6 @@ def main():
 
     medians = interleaved({"limit": limit, "recipe": lambda: recipe.train_on_batch(x, y)},
                           args.reps)
-    ratio = medians["recipe"] / medians["limit"]
     section = "\n".join([
         "## Distillation step vs its limit",
         "",
@@ -70,12 +69,9 @@ def main():
         f"{args.size}×{args.size}×3, batch {BATCH} · medians of {args.reps} interleaved "
         "repetitions after 2 warm-ups.",
         "",
-        "| step | median ms | × limit |",
-        "|---|---|---|",
-        f"| limit: teacher forward + student forward/backward/AdamW update | "
-        f"{1000 * medians['limit']:.1f} | 1.00× |",
-        f"| distill step: + inception crop, flip, MixUp, KL, trackers | "
-        f"{1000 * medians['recipe']:.1f} | {ratio:.2f}× |",
+        *limit_table(medians, {
+            "limit": "limit: teacher forward + student forward/backward/AdamW update",
+            "recipe": "distill step: + inception crop, flip, MixUp, KL, trackers"}),
         "",
         "Goal: ≤ 1.15× the limit. The augmentation's cost is within the noise here: the "
         "limit's two calls (teacher, then student step) pay one more dispatch and host sync "

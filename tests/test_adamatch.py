@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from mentor.config import from_dict
+from mentor.config import from_dict, set_dotted
 from mentor.errors import MentorError
 from mentor.recipes.adamatch import AdaMatchTrainer, batch_norm_statistics_frozen
 from mentor.training import load_state, save_state
@@ -150,11 +150,7 @@ def config(**values):
             "weak": {"flip": False}, "strong": {"flip": False},
             "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16}}
     for key, value in values.items():
-        node = base
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_dotted(base, key, value)
     return from_dict(base)
 
 

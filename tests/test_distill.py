@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from mentor.config import from_dict
+from mentor.config import from_dict, set_dotted
 from mentor.errors import MentorError
 from mentor.recipes.distill import DistillTrainer, SharedView, compare, distill_loss
 from mentor.training import build_optimizer
@@ -169,11 +169,7 @@ def tiny_config(**extra):
                   "warmup_steps": 2},
     }
     for key, value in extra.items():
-        node = values
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_dotted(values, key, value)
     return from_dict(values)
 
 

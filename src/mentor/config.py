@@ -296,19 +296,25 @@ def _parse_value(text: str):
         return text
 
 
+def set_dotted(values: dict, key: str, value) -> dict:
+    """values["a"]["b"] = value for key "a.b", creating sections on the way."""
+    *path, last = key.strip().split(".")
+    node = values
+    for part in path:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise MentorError(f"--set {key}: {part!r} is a value, not a section.")
+    node[last] = value
+    return values
+
+
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
     """Apply `section.key=value` strings to a raw config dict (before type checks)."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise MentorError(f"--set takes key=value (e.g. train.epochs=20), got {item!r}.")
-        *path, last = key.strip().split(".")
-        node = values
-        for part in path:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise MentorError(f"--set {key}: {part!r} is a value, not a section.")
-        node[last] = _parse_value(text.strip())
+        set_dotted(values, key, _parse_value(text.strip()))
     return values
 
 

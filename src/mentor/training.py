@@ -34,13 +34,14 @@ def start_run(config, out, name: str):
     return run_dir, train, val, test
 
 
-def build_for(model_config, data: ImageSet) -> keras.Model:
-    """The configured model, sized for `data`'s classes, image size and channels."""
+def build_for(model_config, data: ImageSet, image_size: int = 0) -> keras.Model:
+    """The configured model, sized for `data`'s classes, image size (or `image_size`, e.g.
+    a crop's) and channels."""
     from mentor.models import build_model
 
     return build_model(model_config.name, num_classes=data.num_classes,
-                       image_size=data.image_shape[0], channels=data.image_shape[2],
-                       **model_config.options)
+                       image_size=image_size or data.image_shape[0],
+                       channels=data.image_shape[2], **model_config.options)
 
 
 # ----------------------------------------------------------------------------- data
@@ -144,6 +145,13 @@ def build_optimizer(cfg: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
         )
     opt.exclude_from_weight_decay(var_names=NO_DECAY)
     return opt
+
+
+def l2_penalty(model: keras.Model):
+    """½‖w‖² over conv and dense kernels (not biases or normalization parameters): the
+    coupled weight decay of the FixMatch/AdaMatch code, added to a loss."""
+    kernels = [w for w in model.trainable_weights if "kernel" in w.path]
+    return 0.5 * sum(keras.ops.sum(keras.ops.square(k)) for k in kernels)
 
 
 # ----------------------------------------------------------------------------- averages
@@ -402,6 +410,28 @@ def fit_resumable(trainer: keras.Model, batches, *, epochs: int, per_epoch: int,
                     steps_per_epoch=per_epoch, shuffle=False, validation_data=validation,
                     callbacks=cbs, verbose=fit_verbosity())
     return done
+
+
+def fit_student(trainer: keras.Model, teacher: keras.Model, train: ImageSet, val, run, cfg,
+                *, seed: int, workers: int = 1) -> int:
+    """What `consistency` and `distill` share: compile the teacher–student trainer, fit it
+    resumably into run/checkpoints/student and history.csv (the frozen teacher left out of
+    checkpoints), then load the weight average. Returns the number of steps."""
+    from mentor.data.pipeline import Batches
+
+    per_epoch, steps = total_steps(cfg, len(train))
+    trainer.compile(optimizer=build_optimizer(cfg, steps),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+    fit_resumable(
+        trainer, lambda start: Batches(train, cfg.batch_size, steps=steps, seed=seed,
+                                       start_step=start, workers=workers),
+        epochs=cfg.epochs, per_epoch=per_epoch, checkpoints=run.checkpoints / "student",
+        history=run.file("history.csv"), every=cfg.checkpoint_every,
+        keep=cfg.keep_checkpoints, exclude=(teacher,),
+        validation=(val.x, val.y) if val is not None else None)
+    if trainer.ema is not None:
+        trainer.ema.copy_to_model()
+    return steps
 
 
 class LearningRateLog(keras.callbacks.Callback):

@@ -24,6 +24,7 @@ the rest unlabeled). SGD with Nesterov momentum, cosine decay, EMA weights for e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 
@@ -40,13 +41,7 @@ from mentor.models import count_params
 from mentor.recipes.supervised import augment_layer, fit_classifier
 from mentor.report import plot_history, write_report
 from mentor.training import (WeightEMA, accuracy, build_for, build_optimizer,
-                             check_same_classes, fit_resumable, start_run)
-
-
-def l2_penalty(model: keras.Model):
-    """½‖w‖² over conv and dense kernels (not biases or normalization parameters)."""
-    kernels = [w for w in model.trainable_weights if "kernel" in w.path]
-    return 0.5 * sum(keras.ops.sum(keras.ops.square(k)) for k in kernels)
+                             check_same_classes, fit_resumable, l2_penalty, start_run)
 
 
 @contextlib.contextmanager
@@ -244,7 +239,9 @@ def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
         print(f"baseline: the same model on the {len(source)} labeled images alone, {steps} "
               "steps", flush=True)
         base_train = SupervisedConfig(seed=config.seed, data=config.data, model=config.model,
-                                      augment=config.weak, train=_same_steps(t, per_epoch))
+                                      augment=config.weak,
+                                      # the recipe's steps per epoch written out: the same steps
+                                      train=dataclasses.replace(t, steps_per_epoch=per_epoch))
         trainer_b, _ = fit_classifier(base_train, baseline, source, val, run=run_dir,
                                       prefix="baseline_", l2=c.l2)
         if trainer_b.ema is not None:
@@ -268,10 +265,3 @@ def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
     run_dir.write_metrics(metrics)
     return metrics
 
-
-def _same_steps(t, per_epoch):
-    """The training section with the recipe's steps per epoch written out, so the baseline
-    takes exactly as many steps."""
-    import dataclasses
-
-    return dataclasses.replace(t, steps_per_epoch=per_epoch)

@@ -20,15 +20,13 @@ import numpy as np
 
 from mentor import augment, robustness
 from mentor.config import ConsistencyConfig, dumps, to_dict
-from mentor.data.pipeline import Batches
 from mentor.errors import MentorError
 from mentor.losses import consistency_loss, cross_entropy
 from mentor.models import count_params
 from mentor.recipes.supervised import augment_layer, get_teacher
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
-from mentor.training import (WeightEMA, accuracy, build_for, build_optimizer, fit_resumable,
-                             start_run, total_steps)
+from mentor.training import WeightEMA, accuracy, build_for, fit_student, start_run
 
 
 class ConsistencyTrainer(keras.Model):
@@ -92,20 +90,11 @@ def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, i
                                        translate=0.0, seed=config.seed + 1)
     trainer = ConsistencyTrainer(student, teacher, clean_view, noisy_view, config.loss,
                                  ema_decay=t.ema)
-    per_epoch, steps = total_steps(t, len(train))
-    trainer.compile(optimizer=build_optimizer(t, steps),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     print(f"student: training {config.model.name} "
           f"({count_params(student, trainable_only=True):,} parameters) on the noisy view, "
           f"T = {config.loss.temperature:g}", flush=True)
-    fit_resumable(
-        trainer, lambda start: Batches(train, t.batch_size, steps=steps, seed=config.seed + 2,
-                                       start_step=start, workers=config.data.workers),
-        epochs=t.epochs, per_epoch=per_epoch, checkpoints=run.checkpoints / "student",
-        history=run.file("history.csv"), every=t.checkpoint_every, keep=t.keep_checkpoints,
-        exclude=(teacher,), validation=(val.x, val.y) if val is not None else None)
-    if trainer.ema is not None:
-        trainer.ema.copy_to_model()
+    steps = fit_student(trainer, teacher, train, val, run, t, seed=config.seed + 2,
+                        workers=config.data.workers)
     return student, trainer, steps
 
 

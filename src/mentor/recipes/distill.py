@@ -32,15 +32,15 @@ import numpy as np
 from mentor import augment
 from mentor.config import DistillConfig, SupervisedConfig, dumps, to_dict
 from mentor.data.imageset import ImageSet
-from mentor.data.pipeline import Batches, prepare
+from mentor.data.pipeline import prepare
 from mentor.errors import MentorError
 from mentor.losses import cross_entropy, kl_divergence
 from mentor.models import count_params
 from mentor.recipes.supervised import fit_classifier, get_teacher
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
-from mentor.training import (WeightEMA, build_for, build_optimizer, check_model_matches,
-                             fit_resumable, start_run, total_steps)
+from mentor.training import (WeightEMA, build_for, check_model_matches, fit_student,
+                             start_run, total_steps)
 
 
 def distill_loss(teacher_logits, student_logits, temperature=1.0, t_squared=True):
@@ -189,7 +189,7 @@ def check_pair(teacher: keras.Model, student: keras.Model):
 def train_student(config: DistillConfig, teacher, train, val, run: RunDir,
                   teacher_probabilities: bool = False):
     size = crop_size(config, train)
-    student = build_for(config.model, prepare(train.subset(np.arange(1)), size))
+    student = build_for(config.model, train, size)
     check_pair(teacher, student)
     a, t = config.augment, config.train
     view = SharedView(size=size, area=tuple(a.crop_area), ratio=tuple(a.crop_ratio),
@@ -198,34 +198,26 @@ def train_student(config: DistillConfig, teacher, train, val, run: RunDir,
     trainer = DistillTrainer(student, teacher, view, config.loss.temperature,
                              config.loss.t_squared, ema_decay=t.ema,
                              teacher_probabilities=teacher_probabilities)
-    per_epoch, steps = total_steps(t, len(train))
-    trainer.compile(optimizer=build_optimizer(t, steps),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     print(f"student: {config.model.name} ({count_params(student, trainable_only=True):,} "
           f"parameters) matches the teacher on shared crop{' + MixUp' if a.mixup else ''} "
-          f"views for {steps} steps, T = {config.loss.temperature:g}", flush=True)
-    fit_resumable(
-        trainer, lambda start: Batches(train, t.batch_size, steps=steps, seed=config.seed + 2,
-                                       start_step=start, workers=config.data.workers),
-        epochs=t.epochs, per_epoch=per_epoch, checkpoints=run.checkpoints / "student",
-        history=run.file("history.csv"), every=t.checkpoint_every, keep=t.keep_checkpoints,
-        exclude=(teacher,), validation=(val.x, val.y) if val is not None else None)
-    if trainer.ema is not None:
-        trainer.ema.copy_to_model()
+          f"views for {total_steps(t, len(train))[1]} steps, "
+          f"T = {config.loss.temperature:g}", flush=True)
+    steps = fit_student(trainer, teacher, train, val, run, t, seed=config.seed + 2,
+                        workers=config.data.workers)
     return student, trainer, steps
 
 
-def train_baseline(config: DistillConfig, train, val, run: RunDir, size: int):
-    """The same student, steps and optimizer, on the labels alone."""
+def train_baseline(config: DistillConfig, train, val, run: RunDir):
+    """The same student, steps and optimizer, on the labels alone; `train` and `val` come
+    at the student's input size."""
     t = config.train
     baseline_config = SupervisedConfig(seed=config.seed, data=config.data, model=config.model,
                                        augment=config.baseline.augment, train=t)
-    model = build_for(config.model, prepare(train.subset(np.arange(1)), size))
+    model = build_for(config.model, train)
     print(f"baseline: the same student on the labels alone, {total_steps(t, len(train))[1]} "
           "steps", flush=True)
-    trainer, _ = fit_classifier(baseline_config, model, prepare(train, size),
-                                   prepare(val, size) if val is not None else None, run=run,
-                                   prefix="baseline_")
+    trainer, _ = fit_classifier(baseline_config, model, train, val, run=run,
+                                prefix="baseline_")
     if trainer.ema is not None:
         trainer.ema.copy_to_model()
     return model
@@ -256,7 +248,8 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
                "teacher_steps": teacher_steps}
     metrics.update(compare(t_logits, s_logits, test_view.y))
     if config.baseline.enabled:
-        baseline = train_baseline(config, train, val, run_dir, size)
+        baseline = train_baseline(config, teacher_train,
+                                  prepare(val, size) if val is not None else None, run_dir)
         run_dir.save_model(baseline, "baseline.keras")
         metrics["student_labels_only_acc"] = float(
             np.mean(logits(baseline, test_view).argmax(-1) == test_view.y))

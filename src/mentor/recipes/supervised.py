@@ -27,8 +27,8 @@ from mentor.models import count_params, load_model
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir
 from mentor.training import (SWA, WeightEMA, accuracy, build_for, build_optimizer,
-                             check_model_matches, fit_resumable, recalibrate_batchnorm,
-                             start_run, total_steps)
+                             check_model_matches, fit_resumable, l2_penalty,
+                             recalibrate_batchnorm, start_run, total_steps)
 
 
 def augment_layer(cfg: AugmentConfig, seed: int) -> keras.layers.Layer | None:
@@ -73,8 +73,6 @@ class SupervisedTrainer(keras.Model):
             labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / n
         loss = keras.ops.mean(keras.ops.categorical_crossentropy(labels, y_pred, from_logits=True))
         if self.l2:
-            from mentor.recipes.adamatch import l2_penalty
-
             loss = loss + self.l2 * l2_penalty(self.classifier)
         if self.losses:  # layer regularizers; weight decay itself lives in the optimizer
             loss = loss + keras.ops.sum(self.losses)
