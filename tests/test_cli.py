@@ -103,6 +103,8 @@ def bad_inputs(tmp_path):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "config.toml").write_text("# resolved from x\n\nrecipe = \"supervised\"\n")
+    (unfinished / "checkpoints").mkdir()  # it saved something: there is a run to resume
+    (unfinished / "checkpoints" / "epoch-0001.npz").write_bytes(b"")
     robust = ["robustness", str(small_model(tmp_path)), "--data", "embedded:digits"]
     return {
         "npz without y": (train + [f"data.train={npz(tmp_path, 'noy.npz', x=ok_x)}"],

@@ -238,6 +238,7 @@ def test_resuming_with_another_config_is_refused(tmp_path):
     from mentor.runs import RunDir
 
     RunDir(tmp_path / "run").write_config({"recipe": "distill", "seed": 1}, "x")
+    (tmp_path / "run" / "teacher.keras").write_bytes(b"")  # it had saved something
     with pytest.raises(MentorError, match="unfinished run with another config"):
         distill.run(tiny_config(), tmp_path / "run")
 

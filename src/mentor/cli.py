@@ -18,6 +18,7 @@ examples:
   mentor train my.toml --out runs/mine          # your own config file
   mentor evaluate runs/mine/model.keras --data ../data/test.npz
   mentor robustness runs/mine/model.keras --data cifar10:test --max-images 2000
+  mentor status runs/mine                       # completed, running, failed or interrupted
   mentor sources                                # how to name data
 backend: torch by default; set KERAS_BACKEND=jax or tensorflow to change it.
 """
@@ -39,7 +40,8 @@ def _train(args):
 def _print_metrics(metrics: dict, path):
     print("\nresults:")
     for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) and abs(value) <= 1 else value
+        shown = (f"{value:.4f}" if isinstance(value, float) and abs(value) <= 1 and key != "seconds"
+                 else value)
         print(f"  {key:<22} {shown}")
     print(f"run directory: {path} (report.html, metrics.json, models)")
 
@@ -73,6 +75,37 @@ def _robustness(args):
 
 def _csv(text):
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def _status(args):
+    """One line per run directory (a demo's parts included): how it stands."""
+    import pathlib
+
+    from mentor.runs import read_status
+
+    worst = 0
+    for root in args.runs:
+        root = pathlib.Path(root)
+        if not root.is_dir():
+            raise MentorError(f"{root} is not a directory; give a run directory (--out of a run).")
+        runs = [root] if read_status(root) else sorted(p for p in root.iterdir()
+                                                       if p.is_dir() and read_status(p))
+        if not runs:
+            raise MentorError(f"{root} holds no mentor run (no config.toml or status.json).")
+        for path in runs:
+            s = read_status(path)
+            state = s.get("state", "unknown")
+            where = f", {s['stage']} epoch {s['epoch']}/{s['epochs']}" if "epoch" in s else ""
+            line = f"{str(path):<40} {state}{where}"
+            if state == "running":
+                line += f" (pid {s.get('pid')} on {s.get('host')}, since {s.get('started')})"
+            elif state == "interrupted":
+                line += " — run the same command with the same --out to resume"
+            elif state == "failed":
+                line += f": {s.get('message', '')}"
+            print(line)
+            worst = max(worst, 0 if state in ("completed", "running") else 1)
+    return worst
 
 
 def _presets(args):
@@ -179,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/robustness-TIMESTAMP)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     p.set_defaults(func=_robustness)
+
+    p = sub.add_parser("status", help="whether runs completed, are running, failed or were "
+                                      "interrupted (and where they are)",
+                       description="Reads each run directory's status.json (a demo's parts "
+                                   "too). Exit code 0 when every run is completed or running, "
+                                   "1 otherwise.")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run directories")
+    p.set_defaults(func=_status)
 
     p = sub.add_parser("presets", help="list the shipped presets, one line each")
     p.set_defaults(func=_presets)

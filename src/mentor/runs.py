@@ -1,6 +1,8 @@
 """The run directory: what every run leaves behind (DESIGN.md, output contract).
 
     config.toml    the resolved config, with the command that made it
+    status.json    what the run is doing: running (stage, epoch, process id), completed,
+                   failed (with the message) or interrupted; `mentor status DIR` reads it
     history.csv    one row per epoch
     checkpoints/   the whole training state every few epochs (written atomically); running
                    the same config into the same directory resumes from the newest
@@ -12,18 +14,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import functools
 import json
 import math
 import os
 import pathlib
 import shlex
+import shutil
+import socket
 import sys
 
 import keras
 
 from mentor.config import dumps
 from mentor.errors import MentorError
+
+
+class NotOurs(MentorError):
+    """The directory holds another run (live, or of another config): refused, and its
+    status left as it is."""
 
 
 def default_run_path(name: str, root: str = "runs") -> pathlib.Path:
@@ -51,6 +63,12 @@ class RunDir:
             ) from None
         self.checkpoints = self.path / "checkpoints"
         self.resumed = False
+        free = shutil.disk_usage(self.path).free
+        if free < MIN_FREE_BYTES:
+            raise MentorError(
+                f"the disk holding {self.path} has only {free / 2**20:.0f} MiB free; a run "
+                f"needs at least {MIN_FREE_BYTES / 2**20:.0f} MiB for its checkpoints, models "
+                "and report. Free some space or pass --out on another disk.")
 
     def file(self, name: str) -> pathlib.Path:
         return self.path / name
@@ -60,25 +78,40 @@ class RunDir:
         run: the same config resumes it (from its checkpoints), another is refused."""
         body = dumps(values)
         existing = self.file("config.toml")
-        if existing.is_file():
+        status = read_status(self.path)
+        if status.get("state") == "running" and status.get("pid") != os.getpid() \
+                and status.get("host") == socket.gethostname():
+            raise NotOurs(
+                f"{self.path} is being written by another mentor process right now (pid "
+                f"{status['pid']}); wait for it, stop it, or choose another --out.")
+        # A run that ended before it saved anything (a bad setting found at the start) holds
+        # nothing to resume: the corrected command starts it afresh in the same directory.
+        saved = any(self.checkpoints.rglob("*.npz")) or any(self.path.glob("*.keras"))
+        if existing.is_file() and saved:
             if existing.read_text().split("\n\n", 1)[-1] != body:
-                raise MentorError(
+                raise NotOurs(
                     f"{self.path} holds an unfinished run with another config "
                     "(config.toml): resume it with the same config and overrides, or choose "
                     "another --out.")
             self.resumed = True
             print(f"mentor: {self.path} holds an unfinished run with this config: resuming it",
                   flush=True)
+            self.mark("running")
             return
         command = " ".join(shlex.quote(a) for a in ["mentor", *sys.argv[1:]]) \
             if os.path.basename(sys.argv[0]) == "mentor" else "(Python API)"
         header = f"# resolved from {source}\n# command: {command}\n\n"
         _atomic_write(self.file("config.toml"), header + body)
+        self.mark("running")
+
+    def mark(self, state: str, **info):
+        mark(self.path, state, **info)
 
     def save_model(self, model: keras.Model, name: str) -> pathlib.Path:
         final = self.file(name)
         tmp = self.file(name.replace(".keras", ".partial.keras"))
-        model.save(tmp)
+        with disk_errors(tmp):
+            model.save(tmp)
         os.replace(tmp, final)
         return final
 
@@ -87,10 +120,119 @@ class RunDir:
             if isinstance(value, float) and not math.isfinite(value):
                 raise MentorError(f"metric {key} is {value}; refusing to record a broken run.")
         _atomic_write(self.file("metrics.json"), json.dumps(metrics, indent=2) + "\n")
+        self.mark("completed")
         return self.file("metrics.json")
+
+
+# Below this a run cannot finish: a small model's checkpoints, models and report alone take
+# a few MiB, and a disk this full fails other writers too. Checked at the start; the exact
+# need is checked again before training (fit_resumable), when the models' size is known.
+MIN_FREE_BYTES = 64 * 2**20
+
+
+def check_free_space(directory, need: int, what: str):
+    """Refuse to start what will need `need` bytes under `directory` when the disk lacks them."""
+    os.makedirs(str(directory), exist_ok=True)
+    free = shutil.disk_usage(str(directory)).free
+    if free < need:
+        raise MentorError(
+            f"the disk holding {directory} has {free / 2**20:.0f} MiB free but {what} need "
+            f"about {need / 2**20:.0f} MiB. Free some space, lower train.keep_checkpoints, or "
+            "pass --out on another disk.")
+
+
+@contextlib.contextmanager
+def disk_errors(partial):
+    """Turn a full disk (or a quota) while writing `partial` into one plain message, and
+    remove the part written: nothing half-written stays under a name that looks complete."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        with contextlib.suppress(OSError):
+            os.remove(str(partial))
+        raise MentorError(
+            f"the disk is full: writing {partial} failed ({e.strerror}). Free some space and "
+            "run the same command again: it resumes from the newest complete checkpoint."
+        ) from None
+
+
+def read_status(path) -> dict:
+    """The run directory's status.json, with "interrupted" for a run recorded as running
+    whose process is gone from this machine (killed, pre-empted, powered off). A completed
+    run (metrics.json) is "completed" whatever status.json says."""
+    path = pathlib.Path(path)
+    try:
+        status = json.loads((path / "status.json").read_text())
+    except FileNotFoundError:
+        status = {"state": "unknown"} if (path / "config.toml").is_file() else {}
+    if (path / "metrics.json").is_file():
+        status["state"] = "completed"
+    elif status.get("state") == "running" and status.get("host") == socket.gethostname() \
+            and not _alive(status.get("pid", -1)):
+        status["state"] = "interrupted"
+    return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return pid > 0
+    return True
+
+
+def recorded(run):
+    """Wrap a recipe's run(config, out, **kw) so its status.json says how it ended: failed
+    (with the message) on an error, interrupted on Ctrl-C. "running" and "completed" are
+    written by write_config and write_metrics."""
+    @functools.wraps(run)
+    def wrapper(config, out, **kwargs):
+        run_dir = out if isinstance(out, RunDir) else RunDir(out)
+        try:
+            return run(config, run_dir, **kwargs)
+        except NotOurs:
+            raise
+        except KeyboardInterrupt:
+            run_dir.mark("interrupted")
+            raise
+        except BaseException as e:
+            run_dir.mark("failed", message=str(e) or type(e).__name__)
+            raise
+    return wrapper
+
+
+def mark(run_path, state: str, **info):
+    """Record a run's state in its status.json (atomically), keeping what earlier calls
+    recorded: "running" (with stage and epoch as training goes), then "completed", "failed"
+    (with the message) or "interrupted"."""
+    path = pathlib.Path(run_path) / "status.json"
+    status = json.loads(path.read_text()) if path.is_file() else {}
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    if state == "running" and status.get("state") != "running":
+        status = {"started": now}
+    status.update(state=state, updated=now, pid=os.getpid(), host=socket.gethostname(),
+                  **info)
+    if state != "failed":
+        status.pop("message", None)
+    _atomic_write(path, json.dumps(status, indent=2) + "\n")
+
+
+def run_of(checkpoints):
+    """The run directory a checkpoint directory (<run>/checkpoints[/<stage>]) belongs to,
+    or None."""
+    path = pathlib.Path(checkpoints).resolve()
+    for parent in (path, *path.parents[:1]):
+        if parent.name == "checkpoints" and (parent.parent / "config.toml").is_file():
+            return parent.parent
+    return None
 
 
 def _atomic_write(path: pathlib.Path, text: str):
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
+    with disk_errors(tmp):
+        tmp.write_text(text)
     os.replace(tmp, path)

@@ -15,6 +15,7 @@ from mentor.config import DataConfig, TrainConfig
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import prepare, split_fraction
 from mentor.errors import MentorError
+from mentor.runs import check_free_space, disk_errors, mark, run_of
 
 # ----------------------------------------------------------------------------- runs
 
@@ -264,11 +265,18 @@ def save_state(trainer: keras.Model, path, *, epoch: int, exclude=()):
     arrays["epoch"] = np.asarray(epoch)
     path = str(path)
     tmp = path[:-len(".npz")] + ".partial.npz"
-    with open(tmp, "wb") as f:
+    with disk_errors(tmp), open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def state_bytes(trainer: keras.Model, exclude=()) -> int:
+    """The size of one checkpoint of `trainer` (before zip overhead)."""
+    variables = [*_state_variables(trainer, exclude), *trainer.optimizer.variables]
+    return sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+               for v in variables)
 
 
 def _read_state(path) -> dict:
@@ -400,6 +408,13 @@ def fit_resumable(trainer: keras.Model, batches, *, epochs: int, per_epoch: int,
     """
     done = resume_from(trainer, checkpoints, exclude=exclude) if checkpoints else 0
     cbs = [DivergenceGuard(checkpoints), LearningRateLog(), *callbacks]
+    if checkpoints:
+        if not trainer.optimizer.built:
+            trainer.optimizer.build(trainer.trainable_variables)
+        # keep + 1 checkpoints exist while the newest is written, then the final models
+        check_free_space(checkpoints, (keep + 2) * state_bytes(trainer, exclude),
+                         f"{keep} checkpoints of this run (train.keep_checkpoints)")
+        cbs.append(StatusLog(checkpoints))
     if history:
         trim_history(history, done)
         cbs.append(keras.callbacks.CSVLogger(str(history), append=done > 0))
@@ -432,6 +447,22 @@ def fit_student(trainer: keras.Model, teacher: keras.Model, train: ImageSet, val
     if trainer.ema is not None:
         trainer.ema.copy_to_model()
     return steps
+
+
+class StatusLog(keras.callbacks.Callback):
+    """Keeps the run's status.json at the stage ("teacher", "student", "baseline" or the
+    main model) and epoch training has reached, so `mentor status` can say where a run is."""
+
+    def __init__(self, checkpoints):
+        super().__init__()
+        self.run = run_of(checkpoints)
+        stage = os.path.basename(os.path.normpath(str(checkpoints)))
+        self.stage = "model" if stage == "checkpoints" else stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.run is not None:
+            mark(self.run, "running", stage=self.stage, epoch=epoch + 1,
+                 epochs=(self.params or {}).get("epochs"))
 
 
 class LearningRateLog(keras.callbacks.Callback):

@@ -40,6 +40,7 @@ from mentor.losses import (align_distribution, cross_entropy, interpolate_logits
 from mentor.models import count_params
 from mentor.recipes.supervised import augment_layer, fit_classifier
 from mentor.report import plot_history, write_report
+from mentor.runs import recorded
 from mentor.training import (WeightEMA, accuracy, build_for, build_optimizer,
                              check_same_classes, fit_resumable, l2_penalty, start_run)
 
@@ -201,6 +202,7 @@ def schedule(config: AdaMatchConfig, target: ImageSet) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- run
 
 
+@recorded
 def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
     start = time.time()
     run_dir, train, val, test = start_run(config, out, name)

@@ -25,7 +25,7 @@ from mentor.losses import consistency_loss, cross_entropy
 from mentor.models import count_params
 from mentor.recipes.supervised import augment_layer, get_teacher
 from mentor.report import plot_history, write_report
-from mentor.runs import RunDir
+from mentor.runs import RunDir, recorded
 from mentor.training import WeightEMA, accuracy, build_for, fit_student, start_run
 
 
@@ -98,6 +98,7 @@ def train_student(config: ConsistencyConfig, teacher, train, val, run: RunDir, i
     return student, trainer, steps
 
 
+@recorded
 def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
     start = time.time()
     run_dir, train, val, test = start_run(config, out, name)

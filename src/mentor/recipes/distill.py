@@ -38,7 +38,7 @@ from mentor.losses import cross_entropy, kl_divergence
 from mentor.models import count_params
 from mentor.recipes.supervised import fit_classifier, get_teacher
 from mentor.report import plot_history, write_report
-from mentor.runs import RunDir
+from mentor.runs import RunDir, recorded
 from mentor.training import (WeightEMA, build_for, check_model_matches, fit_student,
                              start_run, total_steps)
 
@@ -223,6 +223,7 @@ def train_baseline(config: DistillConfig, train, val, run: RunDir):
     return model
 
 
+@recorded
 def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     start = time.time()
     run_dir, train, val, test = start_run(config, out, name)

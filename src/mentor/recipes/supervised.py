@@ -25,7 +25,7 @@ from mentor.data.pipeline import Batches
 from mentor.errors import MentorError
 from mentor.models import count_params, load_model
 from mentor.report import plot_history, write_report
-from mentor.runs import RunDir
+from mentor.runs import RunDir, recorded
 from mentor.training import (SWA, WeightEMA, accuracy, build_for, build_optimizer,
                              check_model_matches, fit_resumable, l2_penalty,
                              recalibrate_batchnorm, start_run, total_steps)
@@ -163,6 +163,7 @@ def get_teacher(config, train, val, run: RunDir, *, unsafe: bool = False):
     return teacher, steps, initial
 
 
+@recorded
 def run(config: SupervisedConfig, out, *, name: str = "supervised") -> dict:
     """Train, evaluate and write the run directory; return metrics.json's content."""
     start = time.time()
