@@ -219,3 +219,18 @@ def test_history_columns_keras_left_empty_are_not_plotted(tmp_path):
     csv.write_text("epoch,loss,mu,val_loss\n0,1.0,0.0,NA\n1,0.5,0.5,NA\n")
     assert set(read_history(csv)) == {"epoch", "loss", "mu"}
     assert plot_history(csv, tmp_path / "c.png").is_file()
+
+
+@pytest.mark.neutral
+def test_every_layer_of_the_trainer_is_built_after_one_step():
+    """An unbuilt layer (the weight average was one) makes Keras trace the whole trainer
+    again before every train_on_batch (Trainer._symbolic_build checks layer.built): on
+    torch that ran both passes a second time."""
+    from mentor import augment
+
+    trainer = make(ema_decay=0.9)
+    trainer.weak = augment.WeakAugment(flip=False, seed=0)
+    trainer.strong = augment.StrongAugment(flip=False, seed=1)
+    x, y = data()
+    trainer.train_on_batch(x, y)
+    assert [l.name for l in trainer._flatten_layers() if not l.built] == []

@@ -185,6 +185,10 @@ class WeightEMA(keras.layers.Layer):
             a.assign(keras.ops.convert_to_numpy(w))
         self.count = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                      name="count")
+        # Its variables exist now. Unbuilt, it would make Keras re-trace the whole trainer
+        # before every train_on_batch (Trainer._symbolic_build); on torch that trace falls
+        # back to running both passes for real when an augmentation op has no meta kernel.
+        self.built = True
 
     def update(self):
         n = self.count

@@ -2,7 +2,8 @@
 
 `build_model(name, num_classes=, image_size=, channels=, **options)` builds any model in
 `MODELS`; `load_model(path)` reloads a saved `.keras` file in safe mode. Importing this package
-registers mentor's custom layers (StdConv2D) with Keras, which loading needs.
+registers mentor's custom layers (StdConv2D) with Keras, which loading needs. On the torch
+backend both give models whose convolutions and batch norms run fused (fast_torch.py).
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import numpy as np
 
 from mentor.errors import MentorError
 from mentor.models.bit import build_bit
+from mentor.models.fast_torch import accelerate
 from mentor.models.resnet50v2 import build_resnet50v2
 from mentor.models.small_cnn import build_small_cnn
 from mentor.models.wrn import build_wrn
@@ -59,7 +61,9 @@ def build_model(name, *, num_classes, image_size, channels, **options):
     """Build model `name` from MODELS for B x image_size x image_size x channels images."""
     spec = _spec(name)
     _check_options(name, spec, options)
-    return spec.builder(num_classes, image_size, channels, **spec.fixed, **options)
+    model = spec.builder(num_classes, image_size, channels, **spec.fixed, **options)
+    accelerate(model)
+    return model
 
 
 def count_params(model, *, trainable_only=False):
@@ -76,7 +80,7 @@ def load_model(path, *, safe_mode=True):
     try:
         # compile=False: mentor only runs inference on loaded models, and a custom loss in
         # the file should not stop a user from evaluating it.
-        return keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
+        model = keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
     except Exception as error:  # Keras raises many kinds; the user needs its reason either way
         if safe_mode and "safe_mode" in str(error):
             raise MentorError(
@@ -84,6 +88,8 @@ def load_model(path, *, safe_mode=True):
                 "safe mode refuses. Load it only if you trust where it came from: pass "
                 "--unsafe (Python: safe_mode=False).") from None
         raise MentorError(f"cannot load model {path}: {type(error).__name__}: {error}") from error
+    accelerate(model)
+    return model
 
 
 def _spec(name):
@@ -104,4 +110,4 @@ def _check_options(name, spec, options):
                 f"{spec.builder.__name__} accepts: {', '.join(spec.options()) or 'none'}")
 
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "count_params", "load_model"]
+__all__ = ["MODELS", "ModelSpec", "accelerate", "build_model", "count_params", "load_model"]
