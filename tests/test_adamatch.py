@@ -12,6 +12,9 @@ from mentor.errors import MentorError
 from mentor.recipes.adamatch import AdaMatchTrainer, batch_norm_statistics_frozen
 from mentor.training import load_state, save_state
 
+# Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
+pytestmark = pytest.mark.neutral
+
 
 def classifier(classes=3, momentum=0.5):
     return keras.Sequential([keras.Input((4, 4, 1)),
@@ -38,7 +41,6 @@ def np_(x):
     return keras.ops.convert_to_numpy(x)
 
 
-@pytest.mark.neutral
 def test_the_source_only_pass_keeps_batchnorm_moving_statistics():
     trainer = make()
     bn = trainer.classifier.layers[0]
@@ -59,7 +61,6 @@ def test_the_source_only_pass_keeps_batchnorm_moving_statistics():
     assert bn.momentum == 0.5
 
 
-@pytest.mark.neutral
 def test_loss_and_state_by_hand():
     trainer = make(tau=0.9, source_momentum=0.5)
     trainer.step.assign(25.0)  # ¼ of 100 steps: μ = ½
@@ -90,7 +91,6 @@ def test_loss_and_state_by_hand():
     assert float(np_(trainer.step)) == 26.0
 
 
-@pytest.mark.neutral
 def test_weight_decay_changes_the_update_by_exactly_its_gradient():
     x, y = data()
     kernels = []
@@ -104,7 +104,6 @@ def test_weight_decay_changes_the_update_by_exactly_its_gradient():
     assert np.abs(kernels[1] - kernels[0]).max() > 1e-5
 
 
-@pytest.mark.neutral
 def test_target_labels_cannot_influence_training():
     x, y = data(seed=1)
     labels = np.arange(12) % 3
@@ -119,7 +118,6 @@ def test_target_labels_cannot_influence_training():
         np.testing.assert_array_equal(a, b)  # weights, BN statistics, EMA, recipe state
 
 
-@pytest.mark.neutral
 def test_alignment_state_survives_a_checkpoint_round_trip(tmp_path):
     x, y = data()
     trainer = make()
@@ -221,7 +219,6 @@ def test_history_columns_keras_left_empty_are_not_plotted(tmp_path):
     assert plot_history(csv, tmp_path / "c.png").is_file()
 
 
-@pytest.mark.neutral
 def test_every_layer_of_the_trainer_is_built_after_one_step():
     """An unbuilt layer (the weight average was one) makes Keras trace the whole trainer
     again before every train_on_batch (Trainer._symbolic_build checks layer.built): on

@@ -11,6 +11,9 @@ from mentor.config import ConsistencyLossConfig, from_dict
 from mentor.losses import consistency_loss
 from mentor.recipes.consistency import ConsistencyTrainer
 
+# Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
+pytestmark = pytest.mark.neutral
+
 
 def bn_classifier(classes=3, size=8, name=None):
     return keras.Sequential([
@@ -29,7 +32,6 @@ def make_trainer(magnitude=9, clean_view=None, ema=0.0):
     return trainer
 
 
-@pytest.mark.neutral
 def test_teacher_weights_and_batchnorm_statistics_do_not_move():
     trainer = make_trainer(ema=0.99)
     rng = np.random.default_rng(0)
@@ -45,7 +47,6 @@ def test_teacher_weights_and_batchnorm_statistics_do_not_move():
     assert float(keras.ops.convert_to_numpy(trainer.ema.count)) == 8  # the student's EMA ran
 
 
-@pytest.mark.neutral
 def test_the_two_views_are_the_same_images_in_the_same_order():
     """Image i is a constant 10·i. At magnitude 0 every RandAugment op is the identity on a
     constant image, so the noisy view must equal the clean view image by image; flips and
@@ -57,7 +58,6 @@ def test_the_two_views_are_the_same_images_in_the_same_order():
     np.testing.assert_allclose(noisy, clean, atol=1e-3)
 
 
-@pytest.mark.neutral
 def test_training_loss_is_the_consistency_loss_of_the_two_views():
     trainer = make_trainer(magnitude=0)  # noisy = input: both models see x
     rng = np.random.default_rng(1)

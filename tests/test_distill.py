@@ -13,6 +13,9 @@ from mentor.errors import MentorError
 from mentor.recipes.distill import DistillTrainer, SharedView, compare, distill_loss
 from mentor.training import build_optimizer
 
+# Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
+pytestmark = pytest.mark.neutral
+
 
 class Record(keras.layers.Layer):
     """Identity that keeps what it saw (eager backends only)."""
@@ -68,7 +71,6 @@ def test_both_models_receive_the_identical_tensor_at_every_step():
         assert not np.allclose(t, raw)  # …and they are the crop + MixUp view, not the input
 
 
-@pytest.mark.neutral
 def test_teacher_weights_and_batchnorm_statistics_do_not_move():
     trainer = make_trainer(ema=0.99)
     x, y = batch(32)
@@ -84,7 +86,6 @@ def test_teacher_weights_and_batchnorm_statistics_do_not_move():
         assert key in history.history and np.isfinite(history.history[key]).all()
 
 
-@pytest.mark.neutral
 def test_distill_loss_by_hand():
     # teacher (0, 0) → p = (½, ½); student (ln 3, 0) → q = (¾, ¼)
     teacher, student = np.array([[0.0, 0.0]]), np.array([[math.log(3.0), 0.0]])
@@ -100,7 +101,6 @@ def test_distill_loss_by_hand():
     assert float(got[0]) == pytest.approx(kl2, rel=1e-5)
 
 
-@pytest.mark.neutral
 def test_training_loss_is_the_mean_kl_between_the_models_on_the_shared_view():
     trainer = make_trainer(temperature=2.0)
     x, y = batch(8)
@@ -116,7 +116,6 @@ def test_training_loss_is_the_mean_kl_between_the_models_on_the_shared_view():
     assert want > 0  # two different networks: the check is not 0 == 0
 
 
-@pytest.mark.neutral
 def test_mixup_weights_are_uniform_and_partners_come_from_the_batch():
     view = SharedView(mixup=True, seed=1)
     x = np.random.default_rng(0).integers(0, 256, (512, 8, 8, 3)).astype("uint8")
@@ -141,7 +140,6 @@ def test_learning_rate_warms_up_linearly_then_decays_to_zero_by_cosine():
     assert opt.global_clipnorm == 1.0 and opt.weight_decay == cfg.weight_decay
 
 
-@pytest.mark.neutral
 def test_compare_counts_agreement_and_kl():
     t = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [1.0, 1.0]])
     s = np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])

@@ -579,6 +579,9 @@ class _Augment(keras.layers.Layer):
     """Random only when `training=True`; otherwise it passes float32 images through."""
 
     def __init__(self, seed=None, **kwargs):
+        # float32 under a mixed-precision policy too: 0..255 pixels interpolated in bfloat16
+        # keep 8 significant bits.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.seed = seed
         # An attribute, so Keras tracks its state (a variable on JAX, saved with the model).

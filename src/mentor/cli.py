@@ -29,12 +29,30 @@ def _train(args):
     from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path
 
-    config, name = load_config(args.config, args.set)
+    config, name = load_config(args.config, args.set + _runtime_overrides(args))
     run_dir = RunDir(args.out or default_run_path(name))
     print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
     metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
     _print_metrics(metrics, run_dir.path)
     return 0
+
+
+def _runtime_overrides(args) -> list:
+    """--devices and --precision are shortcuts for --set runtime.…"""
+    overrides = []
+    if args.devices is not None:
+        overrides.append(f"runtime.devices={args.devices}")
+    if args.precision is not None:
+        overrides.append(f"runtime.precision={args.precision}")
+    return overrides
+
+
+def _add_runtime_flags(p):
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="data-parallel devices, JAX backend (0: all visible; default 1); "
+                        "train.batch_size stays the global batch")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                   help="compute precision (default float32); losses and softmaxes stay float32")
 
 
 def _print_metrics(metrics: dict, path):
@@ -144,7 +162,7 @@ def _demo(args):
     done = {}
     for part in parts:
         preset, what = DEMO_PARTS[part]
-        overrides = list(args.set)
+        overrides = list(args.set) + _runtime_overrides(args)
         if part in ("consistency", "distill") and "supervised" in done:
             overrides.append(f"teacher.path={done['supervised']}")
         config, _ = load_config(preset, overrides)
@@ -177,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. train.learning_rate=0.01 (repeatable)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-TIMESTAMP)")
+    _add_runtime_flags(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a saved .keras model on a data source")
@@ -237,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key in every part's preset")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/demo-TIMESTAMP)")
+    _add_runtime_flags(p)
     p.set_defaults(func=_demo)
     return parser
 

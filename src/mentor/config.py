@@ -57,7 +57,17 @@ class AugmentConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """Where the run computes (runtime.py). Not part of what a run *is*: a run may resume
+    on another machine with other devices, so resuming ignores this section."""
+    devices: int = 1  # data parallel over this many devices (JAX); 0 → all visible
+    precision: str = "float32"  # "float32" | "mixed_bfloat16" | "mixed_float16"
+
+
+@dataclass
 class TrainConfig:
+    # The global batch: split evenly across runtime.devices, so the device count changes
+    # neither the batch nor the learning rate that belongs to it.
     batch_size: int = 64
     epochs: int = 10
     steps_per_epoch: int = 0  # 0 → one pass over the training images
@@ -90,6 +100,7 @@ class SupervisedConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass
@@ -133,6 +144,7 @@ class ConsistencyConfig:
     # Start the student from the teacher's initial weights (consistency seed 000), when the
     # teacher is trained in this run with the same model.
     student_from_teacher_init: bool = False
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass
@@ -173,6 +185,7 @@ class DistillConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(clipnorm=1.0, warmup_steps=100))
     loss: DistillLossConfig = field(default_factory=DistillLossConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass
@@ -212,6 +225,7 @@ class AdaMatchConfig:
         optimizer="sgd", learning_rate=0.03, momentum=0.9, weight_decay=0.0, ema=0.999))
     loss: AdaMatchLossConfig = field(default_factory=AdaMatchLossConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 RECIPES: dict[str, type] = {"supervised": SupervisedConfig, "consistency": ConsistencyConfig,

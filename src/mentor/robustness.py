@@ -14,10 +14,11 @@ import time
 import numpy as np
 
 from mentor.data.imageset import ImageSet
+from mentor.runtime import predict
 
 
 def _predict(models: dict, x: np.ndarray, batch_size: int) -> dict:
-    return {name: np.argmax(m.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+    return {name: np.argmax(predict(m, x, batch_size), axis=-1)
             for name, m in models.items()}
 
 

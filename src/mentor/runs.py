@@ -29,6 +29,11 @@ import sys
 
 import keras
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 from mentor.config import dumps
 from mentor.errors import MentorError
 
@@ -63,6 +68,7 @@ class RunDir:
             ) from None
         self.checkpoints = self.path / "checkpoints"
         self.resumed = False
+        self.runtime = {}  # devices and precision, once a recipe has chosen them
         free = shutil.disk_usage(self.path).free
         if free < MIN_FREE_BYTES:
             raise MentorError(
@@ -88,7 +94,7 @@ class RunDir:
         # nothing to resume: the corrected command starts it afresh in the same directory.
         saved = any(self.checkpoints.rglob("*.npz")) or any(self.path.glob("*.keras"))
         if existing.is_file() and saved:
-            if existing.read_text().split("\n\n", 1)[-1] != body:
+            if _what_it_is(existing.read_text()) != _what_it_is(body):
                 raise NotOurs(
                     f"{self.path} holds an unfinished run with another config "
                     "(config.toml): resume it with the same config and overrides, or choose "
@@ -119,6 +125,7 @@ class RunDir:
         for key, value in metrics.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise MentorError(f"metric {key} is {value}; refusing to record a broken run.")
+        metrics.update(self.runtime)
         _atomic_write(self.file("metrics.json"), json.dumps(metrics, indent=2) + "\n")
         self.mark("completed")
         return self.file("metrics.json")
@@ -186,14 +193,23 @@ def _alive(pid: int) -> bool:
 
 
 def recorded(run):
-    """Wrap a recipe's run(config, out, **kw) so its status.json says how it ended: failed
-    (with the message) on an error, interrupted on Ctrl-C. "running" and "completed" are
-    written by write_config and write_metrics."""
+    """Wrap a recipe's run(config, out, **kw): the devices and precision of its [runtime]
+    section around it (recorded in metrics.json), and a status.json that says how it ended:
+    failed (with the message) on an error, interrupted on Ctrl-C. "running" and "completed"
+    are written by write_config and write_metrics."""
+    from mentor.runtime import runtime
+
     @functools.wraps(run)
     def wrapper(config, out, **kwargs):
         run_dir = out if isinstance(out, RunDir) else RunDir(out)
+        batches = [config.train.batch_size]
+        teacher = getattr(config, "teacher", None)
+        if teacher is not None and not teacher.path:
+            batches.append(teacher.train.batch_size)
         try:
-            return run(config, run_dir, **kwargs)
+            with runtime(config.runtime.devices, config.runtime.precision, batches) as chosen:
+                run_dir.runtime = chosen
+                return run(config, run_dir, **kwargs)
         except NotOurs:
             raise
         except KeyboardInterrupt:
@@ -203,6 +219,14 @@ def recorded(run):
             run_dir.mark("failed", message=str(e) or type(e).__name__)
             raise
     return wrapper
+
+
+def _what_it_is(config_text: str) -> dict:
+    """A config minus its [runtime] section (devices, precision): a run may resume on
+    another machine."""
+    values = tomllib.loads(config_text)
+    values.pop("runtime", None)
+    return values
 
 
 def mark(run_path, state: str, **info):

@@ -16,6 +16,7 @@ from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import prepare, split_fraction
 from mentor.errors import MentorError
 from mentor.runs import check_free_space, disk_errors, mark, run_of
+from mentor.runtime import eval_batch_size, predict, trim_to_devices
 
 # ----------------------------------------------------------------------------- runs
 
@@ -237,8 +238,9 @@ def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int = 1
         return
     saved = [l.momentum for l in norms]
     for l in norms:
-        l.moving_mean.assign(keras.ops.zeros_like(l.moving_mean))
-        l.moving_variance.assign(keras.ops.ones_like(l.moving_variance))
+        # numpy, not ops.zeros_like: JAX's cannot take a Keras variable
+        l.moving_mean.assign(np.zeros(l.moving_mean.shape, "float32"))
+        l.moving_variance.assign(np.ones(l.moving_variance.shape, "float32"))
     for k, start in enumerate(range(0, min(len(x), batch_size * max_batches), batch_size)):
         for l in norms:
             l.momentum = k / (k + 1.0)
@@ -426,8 +428,10 @@ def fit_resumable(trainer: keras.Model, batches, *, epochs: int, per_epoch: int,
         cbs.append(Checkpoints(checkpoints, every, keep, exclude))
     if done < epochs:
         trainer.fit(batches(done * per_epoch), epochs=epochs, initial_epoch=done,
-                    steps_per_epoch=per_epoch, shuffle=False, validation_data=validation,
-                    callbacks=cbs, verbose=fit_verbosity())
+                    steps_per_epoch=per_epoch, shuffle=False,
+                    validation_data=trim_to_devices(validation),
+                    validation_batch_size=eval_batch_size(), callbacks=cbs,
+                    verbose=fit_verbosity())
     return done
 
 
@@ -487,5 +491,5 @@ def fit_verbosity() -> int:
 
 
 def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float:
-    logits = model.predict(data.x, batch_size=batch_size, verbose=0)
+    logits = predict(model, data.x, batch_size)
     return float(np.mean(np.argmax(logits, axis=-1) == data.y))

@@ -39,6 +39,7 @@ from mentor.models import count_params
 from mentor.recipes.supervised import fit_classifier, get_teacher
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir, recorded
+from mentor.runtime import predict
 from mentor.training import (WeightEMA, build_for, check_model_matches, fit_student,
                              start_run, total_steps)
 
@@ -149,7 +150,7 @@ def eval_view(data: ImageSet | None, fraction: float, size: int, batch: int = 51
 
 
 def logits(model, data: ImageSet, batch_size: int = 256, probabilities=False) -> np.ndarray:
-    out = np.asarray(model.predict(data.x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    out = np.asarray(predict(model, data.x, batch_size), dtype=np.float32)
     return np.log(np.maximum(out, 1e-12)) if probabilities else out
 
 

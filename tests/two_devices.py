@@ -1,0 +1,101 @@
+"""One training step of each recipe's trainer on one device and on two, same global batch.
+
+Run by tests/test_runtime.py in a fresh process (the device count is fixed when JAX starts):
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 KERAS_BACKEND=jax python tests/two_devices.py
+
+Prints one JSON object: recipe → {loss_1, loss_2, max_weight_diff, variables, devices}.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+
+from mentor import augment
+from mentor.config import ConsistencyLossConfig
+from mentor.models import build_model
+from mentor.recipes.adamatch import AdaMatchTrainer
+from mentor.recipes.consistency import ConsistencyTrainer
+from mentor.recipes.distill import DistillTrainer, SharedView
+from mentor.recipes.supervised import SupervisedTrainer
+from mentor.runtime import runtime
+
+BATCH, SIZE, CLASSES = 8, 8, 4
+
+
+def cnn(seed):
+    keras.utils.set_random_seed(seed)
+    return build_model("small_cnn", num_classes=CLASSES, image_size=SIZE, channels=1, width=4)
+
+
+def supervised():
+    return SupervisedTrainer(cnn(1), augment.WeakAugment(flip=False, seed=2), ema_decay=0.9,
+                             l2=1e-3)
+
+
+def consistency():
+    return ConsistencyTrainer(cnn(1), cnn(3), augment.WeakAugment(flip=False, seed=2),
+                              augment.StrongAugment(flip=False, seed=4),
+                              ConsistencyLossConfig(), ema_decay=0.9)
+
+
+def distill():
+    return DistillTrainer(cnn(1), cnn(3), SharedView(size=SIZE, flip=False, seed=2),
+                          temperature=2.0, ema_decay=0.9)
+
+
+def adamatch():
+    return AdaMatchTrainer(cnn(1), augment.WeakAugment(flip=False, seed=2),
+                           augment.StrongAugment(flip=False, seed=4), num_classes=CLASSES,
+                           total_steps=10, target_window=4, l2=1e-3, ema_decay=0.9, seed=5)
+
+
+def batch(recipe):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (BATCH, SIZE, SIZE, 1)).astype("uint8")
+    y = np.arange(BATCH) % CLASSES
+    if recipe == "adamatch":
+        x = {"source": x, "target": rng.integers(0, 256, (3 * BATCH, SIZE, SIZE, 1))
+             .astype("uint8")}
+    return x, y
+
+
+def one_step(make, recipe, devices):
+    with runtime(devices=devices, global_batches=(BATCH,)) as chosen:
+        trainer = make()
+        trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+        x, y = batch(recipe)
+        before = [np.asarray(keras.ops.convert_to_numpy(v)) for v in trainer.trainable_variables]
+        logs = trainer.train_on_batch(x, y, return_dict=True)
+        moved = max(float(np.max(np.abs(a - keras.ops.convert_to_numpy(v))))
+                    for a, v in zip(before, trainer.trainable_variables))
+        skip = {id(v) for m in trainer.metrics for v in m.variables}
+        state = [np.asarray(keras.ops.convert_to_numpy(v)) for v in trainer.variables
+                 if id(v) not in skip]
+        # every variable replicated on every device of the run
+        layouts = min(len(v.value.sharding.device_set) for v in trainer.variables)
+        return float(logs["loss"]), state, chosen["devices"], layouts, moved
+
+
+def main():
+    assert keras.backend.backend() == "jax", "run with KERAS_BACKEND=jax"
+    assert len(keras.distribution.list_devices()) >= 2, os.environ.get("XLA_FLAGS")
+    out = {}
+    for recipe, make in [("supervised", supervised), ("consistency", consistency),
+                         ("distill", distill), ("adamatch", adamatch)]:
+        loss_1, state_1, _, _, moved = one_step(make, recipe, 1)
+        loss_2, state_2, devices, layouts, _ = one_step(make, recipe, 2)
+        out[recipe] = {
+            "loss_1": loss_1, "loss_2": loss_2, "devices": devices, "variables": len(state_1),
+            "max_weight_diff": max(float(np.max(np.abs(a - b))) if a.size else 0.0
+                                   for a, b in zip(state_1, state_2, strict=True)),
+            "moved": moved,
+            "variable_devices": layouts}
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
