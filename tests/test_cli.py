@@ -167,6 +167,10 @@ def bad_inputs(tmp_path):
                                                    ["without model.keras"]),
         "resuming with another config": (["train", "demo", "--out", str(unfinished)],
                                          ["unfinished run with another config"]),
+        "data parallel off JAX": (["train", "demo", "--devices", "2"],
+                                  ["runs on the JAX backend"]),
+        "unknown precision": (["train", "demo", "--set", "runtime.precision=float8"],
+                              ["runtime.precision must be one of"]),
     }
 
 
@@ -188,7 +192,8 @@ def catalogue(tmp_path):
     "unknown corruption", "severity outside 1-5", "robustness: class counts differ",
     "CIFAR-10-C folder missing a file", "distill: teacher and student class counts differ",
     "distill: teacher file does not load", "distill: teacher input size differs",
-    "distill: run directory without a model", "resuming with another config"])
+    "distill: run directory without a model", "resuming with another config",
+    "data parallel off JAX", "unknown precision"])
 def test_bad_input_gets_one_clear_message(case, catalogue, capsys, tmp_path, monkeypatch):
     argv, words = catalogue[case]
     out_dir = tmp_path / "out"
