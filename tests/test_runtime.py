@@ -24,6 +24,8 @@ def test_each_recipe_on_two_devices_matches_one_device_with_the_same_global_batc
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
+    resume = results.pop("resume")  # AdaMatch's checkpoint from two devices, read on one
+    assert resume["epoch"] == 1 and resume["devices"] == 1 and resume["max_diff"] == 0.0
     assert set(results) == {"supervised", "consistency", "distill", "adamatch"}
     for recipe, r in results.items():
         assert r["devices"] == 2, recipe
@@ -113,3 +115,22 @@ def test_precision_flag_reaches_the_run(tmp_path, capsys):
     assert metrics["precision"] == "mixed_bfloat16" and metrics["devices"] == 1
     # Resuming elsewhere with other devices or precision is the same run: allowed.
     assert "[runtime]" in (out / "config.toml").read_text()
+
+
+def test_resuming_ignores_the_runtime_section_but_not_the_rest(tmp_path):
+    from mentor.config import load_config, to_dict
+    from mentor.runs import NotOurs, RunDir
+
+    config, _ = load_config("demo", [])
+    values = to_dict(config)
+    run = RunDir(tmp_path)
+    run.write_config(values, "demo")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch-0001.npz").write_bytes(b"")  # something to resume
+    values["runtime"] = {"devices": 8, "precision": "mixed_bfloat16"}  # another machine
+    again = RunDir(tmp_path)
+    again.write_config(values, "demo")
+    assert again.resumed
+    values["train"]["learning_rate"] *= 2  # another run
+    with pytest.raises(NotOurs, match="another config"):
+        RunDir(tmp_path).write_config(values, "demo")

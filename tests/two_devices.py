@@ -4,12 +4,14 @@ Run by tests/test_runtime.py in a fresh process (the device count is fixed when 
 
     XLA_FLAGS=--xla_force_host_platform_device_count=2 KERAS_BACKEND=jax python tests/two_devices.py
 
-Prints one JSON object: recipe → {loss_1, loss_2, max_weight_diff, variables, devices}.
+Prints one JSON object: recipe → {loss_1, loss_2, max_weight_diff, variables, devices,
+...}, and "resume": a checkpoint written on two devices, read on one.
 """
 
 import json
 import os
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -22,6 +24,7 @@ from mentor.recipes.consistency import ConsistencyTrainer
 from mentor.recipes.distill import DistillTrainer, SharedView
 from mentor.recipes.supervised import SupervisedTrainer
 from mentor.runtime import runtime
+from mentor.training import load_state, save_state
 
 BATCH, SIZE, CLASSES = 8, 8, 4
 
@@ -63,7 +66,7 @@ def batch(recipe):
     return x, y
 
 
-def one_step(make, recipe, devices):
+def one_step(make, recipe, devices, checkpoint=None):
     with runtime(devices=devices, global_batches=(BATCH,)) as chosen:
         trainer = make()
         trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
@@ -77,6 +80,8 @@ def one_step(make, recipe, devices):
                  if id(v) not in skip]
         # every variable replicated on every device of the run
         layouts = min(len(v.value.sharding.device_set) for v in trainer.variables)
+        if checkpoint:
+            save_state(trainer, checkpoint, epoch=1)
         return float(logs["loss"]), state, chosen["devices"], layouts, moved
 
 
@@ -94,6 +99,21 @@ def main():
                                    for a, b in zip(state_1, state_2, strict=True)),
             "moved": moved,
             "variable_devices": layouts}
+    # A run started on two devices resumes on one: the checkpoint holds host arrays.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "epoch-0001.npz")
+        _, state_2, _, _, _ = one_step(adamatch, "adamatch", 2, checkpoint=path)
+        with runtime(devices=1):
+            trainer = adamatch()
+            trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+            epoch = load_state(trainer, path)
+            skip = {id(v) for m in trainer.metrics for v in m.variables}
+            state_1 = [np.asarray(keras.ops.convert_to_numpy(v)) for v in trainer.variables
+                       if id(v) not in skip]
+            devices = max(len(v.value.sharding.device_set) for v in trainer.variables)
+        out["resume"] = {"epoch": epoch, "devices": devices, "variables": len(state_1),
+                         "max_diff": max(float(np.max(np.abs(a - b))) if a.size else 0.0
+                                         for a, b in zip(state_1, state_2, strict=True))}
     json.dump(out, sys.stdout)
 
 
