@@ -106,12 +106,13 @@ def _status(args):
         root = pathlib.Path(root)
         if not root.is_dir():
             raise MentorError(f"{root} is not a directory; give a run directory (--out of a run).")
-        runs = [root] if read_status(root) else sorted(p for p in root.iterdir()
-                                                       if p.is_dir() and read_status(p))
+        runs = {root: read_status(root)}
+        if not runs[root]:  # a folder of runs, such as a demo's
+            runs = {p: read_status(p) for p in sorted(root.iterdir()) if p.is_dir()}
+            runs = {p: s for p, s in runs.items() if s}
         if not runs:
             raise MentorError(f"{root} holds no mentor run (no config.toml or status.json).")
-        for path in runs:
-            s = read_status(path)
+        for path, s in runs.items():
             state = s.get("state", "unknown")
             where = f", {s['stage']} epoch {s['epoch']}/{s['epochs']}" if "epoch" in s else ""
             line = f"{str(path):<40} {state}{where}"

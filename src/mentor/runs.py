@@ -69,12 +69,7 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.resumed = False
         self.runtime = {}  # devices and precision, once a recipe has chosen them
-        free = shutil.disk_usage(self.path).free
-        if free < MIN_FREE_BYTES:
-            raise MentorError(
-                f"the disk holding {self.path} has only {free / 2**20:.0f} MiB free; a run "
-                f"needs at least {MIN_FREE_BYTES / 2**20:.0f} MiB for its checkpoints, models "
-                "and report. Free some space or pass --out on another disk.")
+        check_free_space(self.path, MIN_FREE_BYTES, "a run's checkpoints, models and report")
 
     def file(self, name: str) -> pathlib.Path:
         return self.path / name
@@ -143,9 +138,9 @@ def check_free_space(directory, need: int, what: str):
     free = shutil.disk_usage(str(directory)).free
     if free < need:
         raise MentorError(
-            f"the disk holding {directory} has {free / 2**20:.0f} MiB free but {what} need "
-            f"about {need / 2**20:.0f} MiB. Free some space, lower train.keep_checkpoints, or "
-            "pass --out on another disk.")
+            f"the disk holding {directory} has only {free / 2**20:.0f} MiB free but {what} "
+            f"need about {need / 2**20:.0f} MiB. Free some space, lower "
+            "train.keep_checkpoints, or pass --out on another disk.")
 
 
 @contextlib.contextmanager
