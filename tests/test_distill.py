@@ -319,3 +319,37 @@ def test_a_teacher_can_be_named_by_its_run_directory(tmp_path):
     (run / "model.keras").write_bytes(b"x")
     assert teacher_file(run) == run / "model.keras"  # a supervised run's model comes first
     assert teacher_file(run / "model.keras") == run / "model.keras"
+
+
+def test_a_flip_averaged_teacher_is_the_mean_of_its_outputs_on_the_image_and_its_mirror():
+    from mentor.recipes.distill import flip_averaged
+
+    keras.utils.set_random_seed(0)
+    teacher = bn_classifier(name="teacher")
+    averaged = flip_averaged(teacher)
+    x, _ = batch(8)
+    x = x.astype("float32")
+    by_hand = 0.5 * (keras.ops.convert_to_numpy(teacher(x)) +
+                     keras.ops.convert_to_numpy(teacher(x[:, :, ::-1].copy())))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(averaged(x)), by_hand, atol=1e-6)
+    assert not np.allclose(by_hand, keras.ops.convert_to_numpy(teacher(x)), atol=1e-3)
+    assert averaged.count_params() == teacher.count_params()  # the same weights, shared
+    assert averaged.output_shape == teacher.output_shape
+
+
+def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_frozen(tmp_path):
+    from mentor.training import load_splits
+    from mentor.models import count_params, load_model
+    from mentor.recipes import distill
+
+    keras.utils.set_random_seed(0)
+    config = tiny_config(**{"teacher.flip_average": True})
+    metrics = distill.run(config, tmp_path / "run")
+    teacher = load_model(tmp_path / "run" / "teacher.keras")  # saved before training the student
+    _, _, test = load_splits(config.data, config.seed)
+    x = test.x.astype("float32")
+    mean = 0.5 * (teacher.predict(x, verbose=0) + teacher.predict(x[:, :, ::-1].copy(), verbose=0))
+    assert metrics["teacher_acc"] == pytest.approx(float(np.mean(mean.argmax(-1) == test.y)))
+    assert metrics["teacher_params"] == count_params(teacher, trainable_only=True)  # once
+    with pytest.raises(MentorError, match="flip_average"):  # a distill key, not consistency's
+        from_dict({"recipe": "consistency", "teacher": {"flip_average": True}})

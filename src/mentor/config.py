@@ -160,6 +160,14 @@ class DistillAugmentConfig:
 
 
 @dataclass
+class DistillTeacherConfig(TeacherConfig):
+    # The teacher's function is the mean of its outputs on the view and on the view's mirror
+    # image: a two-member test-time ensemble, one more teacher forward per step. Its accuracy
+    # (teacher_acc) is measured the same way, since that is the function the student matches.
+    flip_average: bool = False
+
+
+@dataclass
 class DistillLossConfig:
     temperature: float = 1.0  # the paper matches plain softmaxes (T = 1); seed 003 used 10
     t_squared: bool = True  # × T² as big_vision and Hinton et al.: gradients independent of T
@@ -178,7 +186,7 @@ class DistillConfig:
     description: str = ""
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    teacher: DistillTeacherConfig = field(default_factory=DistillTeacherConfig)
     model: ModelConfig = field(default_factory=ModelConfig)  # the student
     augment: DistillAugmentConfig = field(default_factory=DistillAugmentConfig)
     # Function matching wants patience: AdamW, warm-up then cosine to 0, clip-norm 1.0.

@@ -131,6 +131,22 @@ class DistillTrainer(keras.Model):
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
 
+class Mirror(keras.layers.Layer):
+    """Left-right mirror image of a batch of (B, H, W, C) images."""
+
+    def call(self, images):
+        return keras.ops.flip(images, axis=2)
+
+
+def flip_averaged(teacher: keras.Model) -> keras.Model:
+    """The teacher as the mean of its outputs on an image and on its mirror image (the same
+    weights twice: no new parameters). Flip averaging is the cheapest ensemble there is: on
+    the CIFAR-10 preset's teacher it adds 0.02 test accuracy (docs/results.md)."""
+    images = keras.Input(shape=teacher.input_shape[1:], name="images")
+    out = keras.layers.Average(name="mean")([teacher(images), teacher(Mirror(name="mirror")(images))])
+    return keras.Model(images, out, name=f"{teacher.name}_flip_averaged")
+
+
 # ----------------------------------------------------------------------------- data views
 
 
@@ -236,6 +252,9 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     teacher, teacher_steps, _ = get_teacher(config, teacher_train, val_view, run_dir)
     check_model_matches(teacher, test_view)
     teacher_params = count_params(teacher, trainable_only=True)  # before it is frozen
+    if config.teacher.flip_average:
+        teacher = flip_averaged(teacher)
+        print("teacher: averaging its outputs on each view and its mirror image", flush=True)
     probabilities = gives_probabilities(teacher, test_view)
     if probabilities:
         print("teacher: its outputs are probabilities (a softmax head); distilling from their "
