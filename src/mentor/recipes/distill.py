@@ -141,9 +141,10 @@ class Mirror(keras.layers.Layer):
 def flip_averaged(teacher: keras.Model) -> keras.Model:
     """The teacher as the mean of its outputs on an image and on its mirror image (the same
     weights twice: no new parameters). Flip averaging is the cheapest ensemble there is: on
-    the CIFAR-10 preset's teacher it adds 0.02 test accuracy (docs/results.md)."""
+    three CIFAR-10 teachers it added 0.007 to 0.022 test accuracy (docs/results.md)."""
     images = keras.Input(shape=teacher.input_shape[1:], name="images")
-    out = keras.layers.Average(name="mean")([teacher(images), teacher(Mirror(name="mirror")(images))])
+    mirrored = Mirror(name="mirror")(images)
+    out = keras.layers.Average(name="mean")([teacher(images), teacher(mirrored)])
     return keras.Model(images, out, name=f"{teacher.name}_flip_averaged")
 
 
