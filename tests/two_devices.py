@@ -66,6 +66,13 @@ def batch(recipe):
     return x, y
 
 
+def state_of(trainer):
+    """Every variable of the trainer but its metrics', as host arrays."""
+    skip = {id(v) for m in trainer.metrics for v in m.variables}
+    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in trainer.variables
+            if id(v) not in skip]
+
+
 def one_step(make, recipe, devices, checkpoint=None):
     with runtime(devices=devices, global_batches=(BATCH,)) as chosen:
         trainer = make()
@@ -75,9 +82,7 @@ def one_step(make, recipe, devices, checkpoint=None):
         logs = trainer.train_on_batch(x, y, return_dict=True)
         moved = max(float(np.max(np.abs(a - keras.ops.convert_to_numpy(v))))
                     for a, v in zip(before, trainer.trainable_variables))
-        skip = {id(v) for m in trainer.metrics for v in m.variables}
-        state = [np.asarray(keras.ops.convert_to_numpy(v)) for v in trainer.variables
-                 if id(v) not in skip]
+        state = state_of(trainer)
         # every variable replicated on every device of the run
         layouts = min(len(v.value.sharding.device_set) for v in trainer.variables)
         if checkpoint:
@@ -107,9 +112,7 @@ def main():
             trainer = adamatch()
             trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
             epoch = load_state(trainer, path)
-            skip = {id(v) for m in trainer.metrics for v in m.variables}
-            state_1 = [np.asarray(keras.ops.convert_to_numpy(v)) for v in trainer.variables
-                       if id(v) not in skip]
+            state_1 = state_of(trainer)
             devices = max(len(v.value.sharding.device_set) for v in trainer.variables)
         out["resume"] = {"epoch": epoch, "devices": devices, "variables": len(state_1),
                          "max_diff": max(float(np.max(np.abs(a - b))) if a.size else 0.0
