@@ -180,6 +180,9 @@ def test_short_distill_run_writes_the_output_contract(tmp_path):
         assert key in metrics
     assert metrics["steps"] == 12 and metrics["student_params"] < metrics["teacher_params"]
     assert 0.0 <= metrics["student_acc"] <= 1.0
+    # the time of each stage (the bar's "minutes of training in all" is their sum)
+    stages = [metrics[f"{who}_seconds"] for who in ("teacher", "student", "baseline")]
+    assert min(stages) > 0 and sum(stages) <= metrics["seconds"] + 0.2  # each rounded to 0.1
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
     for name in ("teacher.keras", "student.keras", "baseline.keras", "report.html",
                  "accuracy.png", "views.png", "history.csv", "baseline_history.csv"):

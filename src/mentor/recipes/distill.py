@@ -250,7 +250,9 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
 
     # A teacher trained here sees the student's input size.
     teacher_train = prepare(train, size)
+    stage = time.time()
     teacher, teacher_steps, _ = get_teacher(config, teacher_train, val_view, run_dir)
+    seconds = {"teacher_seconds": time.time() - stage}  # ~0 for a loaded teacher
     check_model_matches(teacher, test_view)
     teacher_params = count_params(teacher, trainable_only=True)  # before it is frozen
     if config.teacher.flip_average:
@@ -260,8 +262,10 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     if probabilities:
         print("teacher: its outputs are probabilities (a softmax head); distilling from their "
               "logarithms", flush=True)
+    stage = time.time()
     student, trainer, steps = train_student(config, teacher, train, val_view, run_dir,
                                             probabilities)
+    seconds["student_seconds"] = time.time() - stage
     run_dir.save_model(student, "student.keras")
 
     t_logits = logits(teacher, test_view, probabilities=probabilities)
@@ -270,8 +274,10 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
                "teacher_steps": teacher_steps}
     metrics.update(compare(t_logits, s_logits, test_view.y))
     if config.baseline.enabled:
+        stage = time.time()
         baseline = train_baseline(config, teacher_train,
                                   prepare(val, size) if val is not None else None, run_dir)
+        seconds["baseline_seconds"] = time.time() - stage
         run_dir.save_model(baseline, "baseline.keras")
         metrics["student_labels_only_acc"] = float(
             np.mean(logits(baseline, test_view).argmax(-1) == test_view.y))
@@ -296,6 +302,7 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
                                          "shared view": keras.ops.convert_to_numpy(view)},
                                         run_dir.file("views.png")).name))
     metrics["seconds"] = round(time.time() - start, 1)
+    metrics.update({key: round(value, 1) for key, value in seconds.items()})
     write_report(run_dir.file("report.html"), f"{name}: distillation by function matching",
                  metrics, figures, dumps(to_dict(config)))
     run_dir.write_metrics(metrics)
