@@ -346,7 +346,7 @@ def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_fr
     from mentor.recipes import distill
 
     keras.utils.set_random_seed(0)
-    config = tiny_config(**{"teacher.flip_average": True})
+    config = tiny_config(**{"teacher.flip_average": True, "baseline.enabled": True})
     metrics = distill.run(config, tmp_path / "run")
     teacher = load_model(tmp_path / "run" / "teacher.keras")  # saved before training the student
     _, _, test = load_splits(config.data, config.seed)
@@ -356,3 +356,38 @@ def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_fr
     assert metrics["teacher_params"] == count_params(teacher, trainable_only=True)  # once
     with pytest.raises(MentorError, match="flip_average"):  # a distill key, not consistency's
         from_dict({"recipe": "consistency", "teacher": {"flip_average": True}})
+
+    # `mentor evaluate RUN --data …` on the run's own test images gives back its metrics:
+    # the same flip-averaged teacher, student, labels-only student and view.
+    from mentor.cli import main
+
+    np.savez(tmp_path / "test.npz", x=test.x, y=test.y)
+    assert main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "test.npz"),
+                 "--json", str(tmp_path / "e.json")]) == 0
+    again = json.loads((tmp_path / "e.json").read_text())
+    assert again["images"] == len(test) and again["run"] == str(tmp_path / "run")
+    for key in ("teacher_acc", "student_acc", "student_teacher_agreement",
+                "student_labels_only_acc"):
+        assert again[key] == metrics[key], key
+    assert again["student_teacher_kl"] == pytest.approx(metrics["student_teacher_kl"], rel=1e-4)
+
+
+def test_evaluating_a_run_directory_names_what_is_missing(tmp_path):
+    from mentor.config import dumps, to_dict
+    from mentor.recipes.distill import evaluate_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(MentorError, match="no config.toml"):
+        evaluate_run(run, "embedded:digits")
+    (run / "config.toml").write_text(dumps(to_dict(from_dict({"recipe": "supervised"}))))
+    (run / "model.keras").write_bytes(b"")
+    with pytest.raises(MentorError, match=r"not a distill run.*model\.keras"):
+        evaluate_run(run, "embedded:digits")
+    gone = str(tmp_path / "deleted-teacher.keras")
+    (run / "config.toml").write_text(dumps(to_dict(tiny_config(**{"teacher.path": gone}))))
+    with pytest.raises(MentorError, match="no student.keras"):
+        evaluate_run(run, "embedded:digits")
+    bn_classifier(classes=10).save(run / "student.keras")
+    with pytest.raises(MentorError, match="teacher of .* is gone.*deleted-teacher"):
+        evaluate_run(run, "embedded:digits")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -17,6 +18,7 @@ examples:
   mentor train demo --set train.epochs=3        # a preset with an override
   mentor train my.toml --out runs/mine          # your own config file
   mentor evaluate runs/mine/model.keras --data ../data/test.npz
+  mentor evaluate runs/my-distill --data cifar10:test   # teacher, student, labels-only
   mentor robustness runs/mine/model.keras --data cifar10:test --max-images 2000
   mentor status runs/mine                       # completed, running, failed or interrupted
   mentor sources                                # how to name data
@@ -67,9 +69,19 @@ def _print_metrics(metrics: dict, path):
 def _evaluate(args):
     from mentor.evaluate import evaluate_model
 
-    metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size,
-                             unsafe=args.unsafe)
-    print(f"accuracy {metrics['test_acc']:.4f} on {metrics['images']} images of {args.data}")
+    if os.path.isdir(args.model):  # a distill run: its three models side by side
+        from mentor.recipes.distill import evaluate_run
+
+        metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size)
+        print(f"{metrics['images']} images of {args.data}:")
+        for key in ("teacher_acc", "student_acc", "student_labels_only_acc",
+                    "student_teacher_agreement", "student_teacher_kl"):
+            if key in metrics:
+                print(f"  {key:<25} {metrics[key]:.4f}")
+    else:
+        metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size,
+                                 unsafe=args.unsafe)
+        print(f"accuracy {metrics['test_acc']:.4f} on {metrics['images']} images of {args.data}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(metrics, f, indent=2)
@@ -200,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a saved .keras model on a data source")
-    p.add_argument("model", metavar="MODEL", help="path to a .keras file")
+    p.add_argument("model", metavar="MODEL",
+                   help="path to a .keras file, or a distill run directory: its teacher, "
+                        "student and labels-only student side by side")
     p.add_argument("--data", required=True, metavar="SOURCE",
                    help="data source, e.g. test.npz, folder:imgs/, cifar10:test (`mentor sources`)")
     p.add_argument("--batch-size", type=int, default=256)
