@@ -391,3 +391,10 @@ def test_evaluating_a_run_directory_names_what_is_missing(tmp_path):
     bn_classifier(classes=10).save(run / "student.keras")
     with pytest.raises(MentorError, match="teacher of .* is gone.*deleted-teacher"):
         evaluate_run(run, "embedded:digits")
+    # a teacher that runs code on load needs --unsafe here as everywhere else
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda t: t * 1.0),
+                      keras.layers.Flatten(), keras.layers.Dense(10)]).save(gone)
+    with pytest.raises(MentorError, match="--unsafe"):
+        evaluate_run(run, "embedded:digits")
+    metrics = evaluate_run(run, "embedded:digits", unsafe=True)
+    assert metrics["images"] == 1797 and 0.0 <= metrics["teacher_acc"] <= 1.0

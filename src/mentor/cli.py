@@ -72,7 +72,8 @@ def _evaluate(args):
     if os.path.isdir(args.model):  # a distill run: its three models side by side
         from mentor.recipes.distill import evaluate_run
 
-        metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size)
+        metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size,
+                               unsafe=args.unsafe)
         print(f"{metrics['images']} images of {args.data}:")
         for key in ("teacher_acc", "student_acc", "student_labels_only_acc",
                     "student_teacher_agreement", "student_teacher_kl"):

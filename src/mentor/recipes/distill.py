@@ -188,7 +188,7 @@ def compare(teacher_logits: np.ndarray, student_logits: np.ndarray, labels) -> d
             "student_teacher_kl": float(np.mean(kl))}
 
 
-def evaluate_run(path, source: str, *, batch_size: int = 256) -> dict:
+def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = False) -> dict:
     """A finished distill run's teacher (flip-averaged when the run's was), student and
     labels-only student on another data source, under metrics.json's keys and the run's own
     test view. Why: 2000 test images leave ±0.01 of sampling noise on each accuracy, as much
@@ -218,13 +218,13 @@ def evaluate_run(path, source: str, *, batch_size: int = 256) -> dict:
         if not teacher_path.is_file():
             raise MentorError(f"the teacher of {path} is gone: neither {path}/teacher.keras nor "
                               f"its teacher.path {config.teacher.path!r} exists.")
-    student = load_model(path / "student.keras")
+    student = load_model(path / "student.keras", safe_mode=not unsafe)
     size = student.input_shape[1]
     base = config.data.image_size or size
     data = prepare(load_source(source, image_size=base), base, student.input_shape[-1])
     view = eval_view(data, config.augment.eval_crop, size)
     check_model_matches(student, view)
-    teacher = load_model(teacher_path)
+    teacher = load_model(teacher_path, safe_mode=not unsafe)
     check_model_matches(teacher, view)
     if config.teacher.flip_average:
         teacher = flip_averaged(teacher)
@@ -233,7 +233,8 @@ def evaluate_run(path, source: str, *, batch_size: int = 256) -> dict:
     metrics.update(compare(logits(teacher, view, batch_size, gives_probabilities(teacher, view)),
                            logits(student, view, batch_size), view.y))
     if (path / "baseline.keras").is_file():
-        baseline = logits(load_model(path / "baseline.keras"), view, batch_size)
+        baseline = logits(load_model(path / "baseline.keras", safe_mode=not unsafe), view,
+                          batch_size)
         metrics["student_labels_only_acc"] = float(np.mean(baseline.argmax(-1) == view.y))
     return metrics
 
