@@ -213,11 +213,11 @@ def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = Fal
         raise MentorError(f"{path} has no student.keras: the run has not finished its student; "
                           "resume it with `mentor train` on the same --out first.")
     teacher_path = path / "teacher.keras"
-    if not teacher_path.is_file():  # the run loaded its teacher from teacher.path
-        teacher_path = teacher_file(config.teacher.path) if config.teacher.path else teacher_path
-        if not teacher_path.is_file():
-            raise MentorError(f"the teacher of {path} is gone: neither {path}/teacher.keras nor "
-                              f"its teacher.path {config.teacher.path!r} exists.")
+    if not teacher_path.is_file() and config.teacher.path:  # the run loaded its teacher
+        teacher_path = teacher_file(config.teacher.path)
+    if not teacher_path.is_file():
+        raise MentorError(f"the teacher of {path} is gone: neither {path}/teacher.keras nor "
+                          f"its teacher.path {config.teacher.path!r} exists.")
     student = load_model(path / "student.keras", safe_mode=not unsafe)
     size = student.input_shape[1]
     base = config.data.image_size or size
