@@ -24,6 +24,7 @@ where `mentor.losses.kl_divergence` uses log-softmaxes.
 
 from __future__ import annotations
 
+import pathlib
 import time
 
 import keras
@@ -40,8 +41,8 @@ from mentor.recipes.supervised import fit_classifier, get_teacher
 from mentor.report import plot_history, write_report
 from mentor.runs import RunDir, recorded
 from mentor.runtime import predict
-from mentor.training import (WeightEMA, build_for, check_model_matches, fit_student,
-                             start_run, total_steps)
+from mentor.training import (WeightEMA, accuracy, build_for, check_model_matches,
+                             fit_student, start_run, total_steps)
 
 
 def distill_loss(teacher_logits, student_logits, temperature=1.0, t_squared=True):
@@ -193,8 +194,6 @@ def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = Fal
     labels-only student on another data source, under metrics.json's keys and the run's own
     test view. Why: 2000 test images leave ±0.01 of sampling noise on each accuracy, as much
     as the effects the recipe is judged by; a larger test set tells them apart."""
-    import pathlib
-
     from mentor.config import load_config
     from mentor.data.sources import load_source
     from mentor.models import load_model
@@ -233,9 +232,8 @@ def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = Fal
     metrics.update(compare(logits(teacher, view, batch_size, gives_probabilities(teacher, view)),
                            logits(student, view, batch_size), view.y))
     if (path / "baseline.keras").is_file():
-        baseline = logits(load_model(path / "baseline.keras", safe_mode=not unsafe), view,
-                          batch_size)
-        metrics["student_labels_only_acc"] = float(np.mean(baseline.argmax(-1) == view.y))
+        metrics["student_labels_only_acc"] = accuracy(
+            load_model(path / "baseline.keras", safe_mode=not unsafe), view, batch_size)
     return metrics
 
 
@@ -330,8 +328,7 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
                                   prepare(val, size) if val is not None else None, run_dir)
         seconds["baseline_seconds"] = time.time() - stage
         run_dir.save_model(baseline, "baseline.keras")
-        metrics["student_labels_only_acc"] = float(
-            np.mean(logits(baseline, test_view).argmax(-1) == test_view.y))
+        metrics["student_labels_only_acc"] = accuracy(baseline, test_view)
     metrics.update(teacher_params=teacher_params,
                    student_params=count_params(student, trainable_only=True),
                    train_images=len(train), test_images=len(test))
