@@ -232,6 +232,40 @@ def test_strong_draws_ops_per_image():
 
 
 @neutral
+def test_strong_ops_are_uniform_per_image_and_balanced_per_batch():
+    # Ops are dealt in groups (augment._Groups): each image's op must still be uniform and
+    # independent of its position in the batch; each batch of 13 holds every one of 3 ops
+    # 4 or 5 times. 1200 batches: a frequency's standard error is 0.0136.
+    seed = keras.random.SeedGenerator(0)
+    picks = np.stack([as_numpy(augment._Groups(13, 3, seed).pick) for _ in range(1200)])
+    assert picks.shape == (1200, 13) and picks.min() == 0 and picks.max() == 2
+    frequencies = np.stack([(picks == j).mean(axis=0) for j in range(3)])  # op × position
+    np.testing.assert_allclose(frequencies, 1 / 3, atol=0.06)
+    counts = np.stack([(picks == j).sum(axis=1) for j in range(3)], axis=1)
+    assert set(np.unique(counts)) == {4, 5}
+    # Two images of a batch share an op with probability 44/156 = 0.282 (of 13·12 ordered
+    # slot pairs, 5·4 + 4·3 + 4·3 fall in one group), not the independent 1/3; the same for
+    # every pair, so no two positions are tied together.
+    same = (picks[:, :, None] == picks[:, None, :]).mean(axis=0)[~np.eye(13, dtype=bool)]
+    np.testing.assert_allclose(same, 44 / 156, atol=0.06)
+
+
+@neutral
+def test_strong_gives_each_image_the_op_it_drew():
+    # 13 images, 5 ops: 3 groups of 3 with copies in the 15 slots; every image must come back
+    # in its place with exactly its own op applied (the unsigned ops need no sign to check).
+    names = ("Identity", "AutoContrast", "Equalize", "Solarize", "Posterize")
+    images = integer_images((13, 16, 16, 3), seed=5)
+    out, op_indices = augment.strong(images, 3, num_ops=1, magnitude=5, op_names=names,
+                                     return_ops=True)
+    out, op_indices = as_numpy(out), as_numpy(op_indices)[:, 0]
+    assert len(set(op_indices)) == 5
+    for image, result, index in zip(images, out, op_indices):
+        expected = only(augment.OP_NAMES[index], image[None], 5)[0]
+        np.testing.assert_allclose(result, expected, atol=1e-4)
+
+
+@neutral
 def test_strong_with_identity_only_changes_nothing():
     images = integer_images((8, 16, 16, 3))
     out, op_indices = augment.strong(images, 0, op_names=("Identity",), return_ops=True)
