@@ -422,6 +422,7 @@ class _Groups:
         out = ops.reshape(ops.swapaxes(out, 0, 1), (-1, height, width, channels))
         return ops.take(out, self.slot_of, axis=0)
 
+
 def strong(
     images,
     seed,
