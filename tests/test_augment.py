@@ -252,7 +252,7 @@ def test_strong_ops_are_uniform_per_image_and_balanced_per_batch():
 
 @neutral
 def test_strong_gives_each_image_the_op_it_drew():
-    # 13 images, 5 ops: 3 groups of 3 with copies in the 15 slots; every image must come back
+    # 13 images, 5 ops: 5 groups of 3 in 15 slots, 2 of them copies; every image must come back
     # in its place with exactly its own op applied (the unsigned ops need no sign to check).
     names = ("Identity", "AutoContrast", "Equalize", "Solarize", "Posterize")
     images = integer_images((13, 16, 16, 3), seed=5)

@@ -392,10 +392,10 @@ class _Groups:
         self.k = k
         self.size = (batch + k - 1) // k
         slots = k * self.size
-        self.order = ops.argsort(keras.random.uniform((batch,), seed=seed))
+        order = ops.argsort(keras.random.uniform((batch,), seed=seed))
         self.shift = keras.random.randint((), 0, k, seed=seed)
-        self.slot_of = ops.argsort(self.order)  # image i sits (first) in slot slot_of[i]
-        self.index = ops.take(self.order, ops.arange(slots) % batch)  # image in each slot
+        self.slot_of = ops.argsort(order)  # image i sits (first) in slot slot_of[i]
+        self.index = ops.take(order, ops.arange(slots) % batch)  # image in each slot
         slot_pick = (ops.arange(slots) % k + self.shift) % k
         self.pick = ops.take(slot_pick, self.slot_of)  # (B,) op position of each image
 
