@@ -4,11 +4,12 @@
 
 `augment.strong` draws each image's ops per image. Until 2026-11-26 every colour op ran on
 the whole batch and a mask kept its result where chosen (`masked_strong` below, kept here as
-the reference); now each op runs only on the group of images dealt it (`augment._Groups`:
-B/14 images). Timed: the train step of distill-cifar10-cpu's teacher (small_cnn width 32,
-batch 64, weak + RandAugment views, AdamW, weight EMA) with either RandAugment, and with the
-weak view alone, whose difference is what RandAugment costs inside the step. Interleaved
-medians; --write replaces this backend's section of docs/benchmarks.md.
+the reference); now each op runs only on the group of images dealt it
+(`augment.randaugment._Groups`: B/14 images). Timed: the train step of distill-cifar10-cpu's
+teacher (small_cnn width 32, batch 64, weak + RandAugment views, AdamW, weight EMA) with
+either RandAugment, and with the weak view alone, whose difference is what RandAugment
+costs inside the step. Interleaved medians; --write replaces this backend's section of
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -17,16 +18,24 @@ import argparse
 import os
 import platform
 
-import mentor  # noqa: F401  (backend choice)
 import keras
 import numpy as np
+from _bench import interleaved, write_section  # noqa: E402
 from keras import ops
 
+import mentor  # noqa: F401  (backend choice)
 from mentor import augment
+from mentor.augment._common import (
+    _clip,
+    _coin,
+    _identity,
+    _per_image,
+    _resample,
+    _transforms,
+)
+from mentor.augment.randaugment import _geometry
+from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model
-from mentor.recipes.supervised import SupervisedTrainer
-
-from _bench import interleaved, write_section  # noqa: E402
 
 BATCH = 64  # the teacher's batch in distill-cifar10-cpu
 
@@ -35,18 +44,18 @@ def masked_strong(images, seed, num_ops=2, magnitude=9):
     """The previous RandAugment: the same ops and geometry, every colour op on every image."""
     batch = ops.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
-    geometry = augment._identity(batch)
+    geometry = _identity(batch)
     for _ in range(num_ops):
         op = keras.random.randint((batch,), 0, len(augment.OP_NAMES), seed=seed)
         fraction = ops.full((batch,), magnitude / augment.MAX_MAGNITUDE)
-        level = ops.where(augment._coin(batch, seed), -fraction, fraction)
+        level = ops.where(_coin(batch, seed), -fraction, fraction)
         for name, function in augment.COLOUR_OPS.items():
-            chosen = augment._per_image(op == augment.OP_NAMES.index(name))
+            chosen = _per_image(op == augment.OP_NAMES.index(name))
             images = ops.where(chosen, function(images, fraction, level), images)
-        geometry = ops.matmul(geometry, augment._geometry(op, level, height, width))
-    images = augment._resample(images, augment._transforms(geometry), fill_mode="constant",
-                               fill_value=augment.GREY)
-    return augment._clip(images)
+        geometry = ops.matmul(geometry, _geometry(op, level, height, width))
+    images = _resample(images, _transforms(geometry), fill_mode="constant",
+                       fill_value=augment.GREY)
+    return _clip(images)
 
 
 class MaskedStrongAugment(augment.StrongAugment):
@@ -70,8 +79,8 @@ def main():
     y = np.arange(BATCH) % 10
 
     def step(augmenter):
-        trainer = SupervisedTrainer(build_model("small_cnn", num_classes=10, image_size=32,
-                                                channels=3, width=32), augmenter, ema_decay=0.998)
+        trainer = ClassifierTrainer(build_model("small_cnn", num_classes=10, image_size=32,
+                                                channels=3, width=32), augmenter=augmenter, ema=0.998)
         trainer.compile(optimizer=keras.optimizers.AdamW(0.003, weight_decay=0.05))
         return lambda: trainer.train_on_batch(x, y)
 

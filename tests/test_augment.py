@@ -1,6 +1,8 @@
 """Tests of mentor.augment: output contract, per-image randomness, ops against hand numbers
 and against PIL (the reference RandAugment implementations are written on PIL)."""
 
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +10,10 @@ from keras import ops
 from PIL import Image, ImageEnhance, ImageOps
 
 from mentor import augment
+from mentor.augment._common import _resample
+from mentor.augment.randaugment import _Groups
 from mentor.errors import MentorError
+from mentor.report import sample_grid
 
 neutral = pytest.mark.neutral
 
@@ -121,7 +126,7 @@ def keras_affine(images, transforms, fill_mode="constant"):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_resample_matches_keras_affine_transform(channels, fill_mode):
     images, transforms = resample_images(channels, seed=channels), random_transforms(channels)
-    out = augment._resample(images, transforms, fill_mode=fill_mode, fill_value=augment.GREY)
+    out = _resample(images, transforms, fill_mode=fill_mode, fill_value=augment.GREY)
     expected = keras_affine(images, transforms, fill_mode)
     np.testing.assert_allclose(as_numpy(out), expected, atol=1e-3)
 
@@ -130,7 +135,7 @@ def test_resample_matches_keras_affine_transform(channels, fill_mode):
 def test_resample_identity_returns_the_input_exactly():
     images = resample_images(3)
     identity = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, 0], "float32"), (len(images), 1))
-    out = augment._resample(images, identity, fill_value=augment.GREY)
+    out = _resample(images, identity, fill_value=augment.GREY)
     np.testing.assert_array_equal(as_numpy(out), images)
 
 
@@ -145,7 +150,7 @@ def test_resample_by_whole_pixels_is_a_shift_with_fill():
     padded = np.pad(images, ((0, 0), (5, 5), (5, 5), (0, 0)), constant_values=7.0)
     expected = np.stack([padded[i, 5 + dy : 5 + dy + height, 5 + dx : 5 + dx + width]
                          for i, (dx, dy) in enumerate(shifts)])
-    out = augment._resample(images, transforms, fill_value=7.0)
+    out = _resample(images, transforms, fill_value=7.0)
     np.testing.assert_array_equal(as_numpy(out), expected)
 
 
@@ -157,7 +162,7 @@ def test_resample_divides_by_the_projective_term():
     images = np.repeat(resample_images(1, seed=2)[:1], batch, axis=0)
     c1 = 0.05
     projective = np.tile(np.array([1, 0, 0, 0, 1, 0, 0, c1], "float32"), (batch, 1))
-    out = as_numpy(augment._resample(images, projective, fill_value=augment.GREY))
+    out = as_numpy(_resample(images, projective, fill_value=augment.GREY))
     rows = np.linspace(0, height - 1, batch).round().astype(int)  # one image per row checked
     scalings = np.array([[1 / (c1 * y + 1), 0, 0, 0, 1 / (c1 * y + 1), 0, 0, 0]
                          for y in rows], "float32")
@@ -233,11 +238,11 @@ def test_strong_draws_ops_per_image():
 
 @neutral
 def test_strong_ops_are_uniform_per_image_and_balanced_per_batch():
-    # Ops are dealt in groups (augment._Groups): each image's op must still be uniform and
+    # Ops are dealt in groups (_Groups): each image's op must still be uniform and
     # independent of its position in the batch; each batch of 13 holds every one of 3 ops
     # 4 or 5 times. 1200 batches: a frequency's standard error is 0.0136.
     seed = keras.random.SeedGenerator(0)
-    picks = np.stack([as_numpy(augment._Groups(13, 3, seed).pick) for _ in range(1200)])
+    picks = np.stack([as_numpy(_Groups(13, 3, seed).pick) for _ in range(1200)])
     assert picks.shape == (1200, 13) and picks.min() == 0 and picks.max() == 2
     frequencies = np.stack([(picks == j).mean(axis=0) for j in range(3)])  # op × position
     np.testing.assert_allclose(frequencies, 1 / 3, atol=0.06)
@@ -557,15 +562,31 @@ def test_layers_run_inside_fit():
     assert np.isfinite(history.history["loss"]).all()
 
 
+@neutral
+def test_from_config_builds_the_layer_the_kind_names():
+    def cfg(kind, flip=True, translate=0.125):
+        return SimpleNamespace(kind=kind, flip=flip, translate=translate, num_ops=3, magnitude=5)
+
+    layer = augment.from_config(cfg("strong", flip=False, translate=0.25), seed=7)
+    assert type(layer) is augment.StrongAugment
+    assert (layer.flip, layer.translate, layer.num_ops, layer.magnitude, layer.seed) == (
+        False, 0.25, 3, 5, 7)
+    weak = augment.from_config(cfg("weak", flip=False, translate=0.0), seed=1)
+    assert type(weak) is augment.WeakAugment and (weak.flip, weak.translate) == (False, 0.0)
+    assert augment.from_config(cfg("none"), seed=0) is None
+    with pytest.raises(MentorError, match="augment.kind"):
+        augment.from_config(cfg("randaugment"), seed=0)
+
+
 # ---------------------------------------------------------------------------- figure
 
 
 def test_sample_grid_writes_a_png_that_grows_with_rows(tmp_path):
     colour = integer_images((8, 32, 32, 3)).astype(np.uint8)
     grey = integer_images((8, 32, 32, 1))
-    one = augment.sample_grid({"clean": colour}, tmp_path / "one.png")
-    three = augment.sample_grid({"clean": colour, "weak": grey, "strong": colour[:3]},
-                                tmp_path / "three.png", n=8, title="views")
+    one = sample_grid({"clean": colour}, tmp_path / "one.png")
+    three = sample_grid({"clean": colour, "weak": grey, "strong": colour[:3]},
+                        tmp_path / "three.png", n=8, title="views")
     with Image.open(one) as a, Image.open(three) as b:
         assert a.format == b.format == "PNG"
         assert b.height > a.height

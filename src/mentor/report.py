@@ -1,4 +1,5 @@
-"""Figures and one HTML report per run."""
+"""Figures and one HTML report per run: training curves, a grid of sample views of the
+augmentations, and the page that shows them with the metrics and config."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import html
 import pathlib
 
 import matplotlib
+import numpy as np
+from keras import ops
+from matplotlib.figure import Figure
+
+from mentor.errors import MentorError
 
 matplotlib.use("Agg")  # files only: runs happen on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -51,6 +57,41 @@ def plot_history(history_csv, path, title: str = "training") -> pathlib.Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return pathlib.Path(path)
+
+
+def sample_grid(views, path, *, n=8, title=None):
+    """Save a PNG with one row per named view (e.g. "clean", "weak", "strong") of n images.
+
+    `views` maps a row label to images N×H×W×C (or N×H×W), uint8 or floats in [0, 255];
+    one-channel images show in grey. Uses matplotlib's Agg canvas (no display). Returns
+    `path`.
+    """
+    if not views:
+        raise MentorError("sample_grid needs at least one view")
+    cell = 1.2  # inches per image: a 32 px image stays legible, 8 columns fit a page
+    label_width = 1.0  # inches for the row labels
+    title_height = 0.4 if title else 0.0
+    rows = list(views.items())
+    figure = Figure(figsize=(label_width + n * cell, title_height + len(rows) * cell))
+    axes = figure.subplots(len(rows), n, squeeze=False)
+    for (name, images), row in zip(rows, axes):
+        images = np.clip(np.round(ops.convert_to_numpy(images)), 0, 255).astype(np.uint8)
+        for i, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if i < len(images):
+                image = images[i]
+                if image.ndim == 3 and image.shape[-1] == 1:
+                    image = image[..., 0]
+                ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+        row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=11)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    return path
 
 
 def _format(value) -> str:
