@@ -8,10 +8,24 @@ itself on first import with "tensorflow" in it, so it says nothing about what th
 import os
 import sys
 
+from mentor.errors import MentorError
+
 DEFAULT_BACKEND = "torch"
+BACKENDS = ("torch", "jax", "tensorflow")  # the ones mentor is built and tested on
 
 
 def choose_backend():
     if "keras" in sys.modules:  # too late to choose: whatever Keras picked stands
         return
     os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+
+
+def check_backend():
+    """Refuse a KERAS_BACKEND mentor does not run on (a typo such as "pytorch", or Keras's
+    numpy and openvino backends, which cannot train), before Keras fails on import with a
+    traceback. Not called on import: `import mentor` must not raise."""
+    backend = os.environ.get("KERAS_BACKEND", "")
+    if backend and backend not in BACKENDS:
+        raise MentorError(
+            f"KERAS_BACKEND={backend!r} is not a backend mentor runs on; set KERAS_BACKEND to "
+            f"one of {', '.join(BACKENDS)}, or unset it for {DEFAULT_BACKEND}.")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 import textwrap
 
 import mentor  # noqa: F401  (chooses the Keras backend before anything imports keras)
+from mentor._backend import check_backend
 from mentor.errors import MentorError
 
 EXAMPLES = """\
@@ -50,7 +52,7 @@ def _runtime_overrides(args) -> list:
 
 
 def _add_runtime_flags(p):
-    p.add_argument("--devices", type=int, metavar="N",
+    p.add_argument("--devices", type=non_negative_int, metavar="N",
                    help="data-parallel devices, JAX backend (0: all visible; default 1); "
                         "train.batch_size stays the global batch")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
@@ -69,6 +71,8 @@ def _print_metrics(metrics: dict, path):
 def _evaluate(args):
     from mentor.evaluate import evaluate_model
 
+    if args.json:  # refused now, not after minutes of evaluation whose result would be lost
+        _check_writable_file(args.json, "--json")
     if os.path.isdir(args.model):  # a distill run: its three models side by side
         from mentor.recipes.distill import evaluate_run
 
@@ -84,9 +88,40 @@ def _evaluate(args):
                                  unsafe=args.unsafe)
         print(f"accuracy {metrics['test_acc']:.4f} on {metrics['images']} images of {args.data}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(metrics, f, indent=2)
+        _write_file_atomically(args.json, json.dumps(metrics, indent=2) + "\n", "--json")
     return 0
+
+
+def _check_writable_file(name, flag: str):
+    """Create the folders a result file goes into and check that it can be written there."""
+    path = pathlib.Path(name)
+    if path.is_dir():
+        raise MentorError(f"{flag} {path} is a directory; give a file name, e.g. "
+                          f"{flag} {path / 'metrics.json'}.")
+    probe = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        # "File exists" or "Not a directory" would not say which part of the path is wrong
+        found = next(p for p in path.parents if p.exists())  # "." exists, at least
+        reason = f"{found} is a file, not a folder" if not found.is_dir() else e.strerror or e
+        raise MentorError(f"cannot write {flag} {path} ({reason}). Give a path in a "
+                          "writable folder.") from None
+
+
+def _write_file_atomically(name, text: str, flag: str):
+    """Write through FILE.partial and rename: an interrupted write leaves no half a file."""
+    path = pathlib.Path(name)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise MentorError(f"cannot write {flag} {path} ({e.strerror or e}). Free some space "
+                          "or give a path in a writable folder, and run again.") from None
 
 
 def _robustness(args):
@@ -94,7 +129,7 @@ def _robustness(args):
 
     metrics, out = evaluate_file(
         args.model, args.data, cifar10c=args.cifar10c, out=args.out,
-        corruptions=_csv(args.corruptions), severities=[int(s) for s in _csv(args.severities)],
+        corruptions=_csv(args.corruptions), severities=_severities(args.severities),
         max_images=args.max_images, seed=args.seed, unsafe=args.unsafe)
     print(f"clean accuracy      {metrics['clean_acc']:.4f}")
     if "corrupt_acc" in metrics:
@@ -108,10 +143,41 @@ def _csv(text):
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
 
 
+def _severities(text) -> list:
+    """--severities: comma-separated whole numbers, each one of CIFAR-10-C's levels 1-5."""
+    levels = _csv(text)
+    for level in levels:
+        if not (level.isdigit() and 1 <= int(level) <= 5):
+            raise MentorError(f"--severities takes CIFAR-10-C's levels 1 to 5, comma-separated, "
+                              f"got {level!r}; write e.g. --severities 1,3,5.")
+    if not levels:
+        raise MentorError(f"--severities names no level (got {text!r}); write e.g. "
+                          "--severities 1,3,5, or leave it out for all five.")
+    return [int(level) for level in levels]
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ {low}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (a batch of 0 images, or of -3, means nothing)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number ≥ 0 (where 0 means "all", as in --max-images 0)."""
+    return _int_at_least(text, 0)
+
+
 def _status(args):
     """One line per run directory (a demo's parts included): how it stands."""
-    import pathlib
-
     from mentor.runs import read_status
 
     worst = 0
@@ -128,7 +194,7 @@ def _status(args):
         for path, s in runs.items():
             state = s.get("state", "unknown")
             where = f", {s['stage']} epoch {s['epoch']}/{s['epochs']}" if "epoch" in s else ""
-            line = f"{str(path):<40} {state}{where}"
+            line = f"{path!s:<40} {state}{where}"
             if state == "running":
                 line += f" (pid {s.get('pid')} on {s.get('host')}, since {s.get('started')})"
             elif state == "interrupted":
@@ -218,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "student and labels-only student side by side")
     p.add_argument("--data", required=True, metavar="SOURCE",
                    help="data source, e.g. test.npz, folder:imgs/, cifar10:test (`mentor sources`)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
     p.add_argument("--unsafe", action="store_true",
                    help="allow models that run arbitrary code on load (Lambda layers); only "
@@ -241,9 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the extracted CIFAR-10-C release: evaluate on its images instead")
     p.add_argument("--corruptions", metavar="A,B", help="a subset, comma-separated (default all 19)")
     p.add_argument("--severities", default="1,2,3,4,5", metavar="1,2,…")
-    p.add_argument("--max-images", type=int, default=0,
+    p.add_argument("--max-images", type=non_negative_int, default=0,
                    help="a seeded subset of the test images, for speed (default all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions' randomness")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the corruptions' randomness")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/robustness-TIMESTAMP)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     p.set_defaults(func=_robustness)
@@ -278,12 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        check_backend()  # before anything imports Keras, whose own error is a traceback
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return args.func(args)
     except MentorError as e:
         print(f"mentor: error: {e}", file=sys.stderr)

