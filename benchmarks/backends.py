@@ -34,14 +34,15 @@ VARIANTS = ("torch/float32", "jax/float32", "tensorflow/float32", "torch/mixed_b
 
 def worker(precision: str):
     """Build the three steps, then run the one each line on stdin names."""
-    import mentor  # noqa: F401  (before keras: the backend)
     import keras
     import numpy as np
 
+    import mentor  # noqa: F401  (before keras: the backend)
     from mentor import augment
+    from mentor.config import DistillLossConfig
+    from mentor.core.trainer import ClassifierTrainer
     from mentor.models import build_model
     from mentor.recipes.distill import DistillTrainer, SharedView, flip_averaged
-    from mentor.recipes.supervised import SupervisedTrainer
 
     keras.mixed_precision.set_global_policy(precision)
     rng = np.random.default_rng(0)
@@ -59,12 +60,13 @@ def worker(precision: str):
     frozen = model(32)
     frozen.trainable = False
     trainers = {
-        "teacher": compiled(SupervisedTrainer(model(32), augment.StrongAugment(seed=0),
-                                              ema_decay=0.998)),
-        "distill": compiled(DistillTrainer(model(14), flip_averaged(frozen),
-                                           SharedView(area=(0.9, 1.0), seed=0))),
-        "baseline": compiled(SupervisedTrainer(
-            model(14), augment.WeakAugment(flip=True, translate=0.125, seed=0))),
+        "teacher": compiled(ClassifierTrainer(model(32), augmenter=augment.StrongAugment(seed=0),
+                                              ema=0.998)),
+        "distill": compiled(DistillTrainer(model(14), teacher=flip_averaged(frozen),
+                                           view=SharedView(area=(0.9, 1.0), seed=0),
+                                           loss=DistillLossConfig())),
+        "baseline": compiled(ClassifierTrainer(
+            model(14), augmenter=augment.WeakAugment(flip=True, translate=0.125, seed=0))),
     }
     print("ready", flush=True)
     for line in sys.stdin:

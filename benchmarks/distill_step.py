@@ -6,7 +6,7 @@ Limit: the work no implementation can skip, measured without mentor's recipe cod
 teacher's forward pass (inference mode) plus the student's forward + backward + AdamW
 update with global clip-norm, on the same 64 images. The recipe's step adds the shared view
 (per-image inception crop + flip, then MixUp with per-image λ), the KL term and its
-trackers (KL, agreement, accuracy against the dominant label). Goal (issue 4): ≤ 1.15×.
+trackers (KL, agreement, accuracy against the dominant label). Goal: ≤ 1.15×.
 The models and view are those of the CPU preset distill-cifar10-cpu; its teacher is
 flip-averaged, whose limit holds two teacher forwards (the images and their mirror).
 """
@@ -16,15 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 
-import mentor  # noqa: F401  (backend choice)
 import keras
 import numpy as np
+from _bench import interleaved, limit_table, write_section  # noqa: E402
 
+import mentor  # noqa: F401  (backend choice)
+from mentor.config import DistillLossConfig
+from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model
 from mentor.recipes.distill import DistillTrainer, SharedView, flip_averaged
-from mentor.recipes.supervised import SupervisedTrainer
-
-from _bench import interleaved, limit_table, write_section  # noqa: E402
 
 BATCH = 64  # the preset's batch
 
@@ -48,13 +48,14 @@ def main():
 
     teacher = model(args.teacher_width)
     teacher.trainable = False
-    plain = SupervisedTrainer(model(args.student_width))  # no augmentation: the bare step
+    plain = ClassifierTrainer(model(args.student_width))  # no augmentation: the bare step
     plain.compile(optimizer=keras.optimizers.AdamW(1e-3, global_clipnorm=1.0))
     mirrored = x[:, :, ::-1].copy()
 
     def recipe(distill_teacher):
-        trainer = DistillTrainer(model(args.student_width), distill_teacher,
-                                 SharedView(area=(0.9, 1.0), seed=0))
+        trainer = DistillTrainer(model(args.student_width), teacher=distill_teacher,
+                                 view=SharedView(area=(0.9, 1.0), seed=0),
+                                 loss=DistillLossConfig())
         trainer.compile(optimizer=keras.optimizers.AdamW(1e-3, global_clipnorm=1.0),
                         metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
         return trainer

@@ -15,16 +15,15 @@ import os
 import pathlib
 import platform
 
-import mentor  # noqa: F401  (backend choice)
 import keras
+from _bench import interleaved, write_section  # noqa: E402
 
+import mentor  # noqa: F401  (backend choice)
 from mentor import augment
+from mentor.core.trainer import ClassifierTrainer
 from mentor.data.pipeline import Batches, prepare
 from mentor.data.sources import load_source
 from mentor.models import build_model
-from mentor.recipes.supervised import SupervisedTrainer
-
-from _bench import interleaved, write_section  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10_train5k.npz"
@@ -51,7 +50,7 @@ def main():
     keras_randaugment = keras.layers.RandAugment(value_range=(0, 255), seed=2)
 
     model = build_model("wrn28_2", num_classes=10, image_size=32, channels=3)
-    trainer = SupervisedTrainer(model)
+    trainer = ClassifierTrainer(model)
     trainer.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9, nesterov=True))
     x0, y0 = batches[0]
 

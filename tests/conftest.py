@@ -20,3 +20,43 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (present only on mentor's dev machines)")
     return SHARED_DATA
+
+
+# ----------------------------------------------------------------------------- shared helpers
+# Imported by the test files (`from conftest import bn_classifier`): one copy, not one a file.
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def as_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+class Record(keras.layers.Layer):
+    """Identity that keeps what it saw (eager backends only)."""
+
+    def __init__(self, seen, **kwargs):
+        super().__init__(**kwargs)
+        self.keep = seen.append  # a bound method: Keras would track (copy) a list attribute
+
+    def call(self, x):
+        self.keep(keras.ops.convert_to_numpy(x).copy())
+        return x
+
+
+def bn_classifier(classes=3, size=8, name=None, record=None):
+    """A tiny conv net with batch norm on size×size×1 raw pixels; `record` (a list) receives
+    every input it sees."""
+    layers = [keras.Input((size, size, 1))]
+    if record is not None:
+        layers.append(Record(record))
+    layers += [keras.layers.Rescaling(1 / 255.0), keras.layers.Conv2D(4, 3, padding="same"),
+               keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D(),
+               keras.layers.Dense(classes)]
+    return keras.Sequential(layers, name=name)
+
+
+def write_npz(path, **arrays) -> str:
+    np.savez(path, **arrays)
+    return str(path)

@@ -6,11 +6,14 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import as_numpy as np_
+from conftest import write_npz
 
-from mentor.config import from_dict, set_dotted
+from mentor.compat import batch_norm_statistics_frozen, flatten_layers
+from mentor.config import AdaMatchLossConfig, from_dict, set_dotted
+from mentor.core.checkpoints import load_state, save_state
 from mentor.errors import MentorError
-from mentor.recipes.adamatch import AdaMatchTrainer, batch_norm_statistics_frozen
-from mentor.training import load_state, save_state
+from mentor.recipes.adamatch import AdaMatchTrainer
 
 # Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
 pytestmark = pytest.mark.neutral
@@ -22,10 +25,11 @@ def classifier(classes=3, momentum=0.5):
                              keras.layers.Flatten(), keras.layers.Dense(classes)])
 
 
-def make(l2=0.0, total_steps=100, seed=0, **kwargs):
+def make(l2=0.0, total_steps=100, seed=0, ema_decay=0.0, **loss):
     keras.utils.set_random_seed(seed)
-    trainer = AdaMatchTrainer(classifier(), None, None, num_classes=3, total_steps=total_steps,
-                              l2=l2, target_window=4, **kwargs)
+    trainer = AdaMatchTrainer(classifier(), weak=None, strong=None,
+                              loss=AdaMatchLossConfig(l2=l2, target_window=4, **loss),
+                              num_classes=3, total_steps=total_steps, ema=ema_decay)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
     return trainer
 
@@ -35,10 +39,6 @@ def data(n=4, ratio=3, seed=0):
     source = rng.integers(0, 256, (n, 4, 4, 1)).astype("float32")
     target = rng.integers(0, 128, (n * ratio, 4, 4, 1)).astype("float32")
     return {"source": source, "target": target}, np.arange(n) % 3
-
-
-def np_(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def test_the_source_only_pass_keeps_batchnorm_moving_statistics():
@@ -71,7 +71,8 @@ def test_loss_and_state_by_hand():
     z_target_weak = np.array([[2 * ln3, 0.0, 0.0], [0.0, 0.0, 0.0]], "float32")
     z_target_strong = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], "float32")
     t = keras.ops.convert_to_tensor
-    trainer._stash = (t(z_source), t(z_target_weak), t(z_target_strong), None)
+    trainer.keep(z_source=t(z_source), z_target_weak=t(z_target_weak),
+                 z_target_strong=t(z_target_strong), target_labels=None)
     loss = float(np_(trainer.compute_loss(x, y, t(z_source[:2]), training=True)))
 
     source_ce = -np.log(0.6) + -np.log(1 / 3)  # mean over the batch of weak, plus strong
@@ -135,12 +136,6 @@ def test_alignment_state_survives_a_checkpoint_round_trip(tmp_path):
 # ----------------------------------------------------------------------------- runs
 
 
-def npz(tmp_path, name, x, y):
-    path = tmp_path / name
-    np.savez(path, x=x, y=y)
-    return str(path)
-
-
 def config(**values):
     base = {"recipe": "adamatch", "seed": 0, "mode": "ssl", "labels_per_class": 5,
             "data": {"train": "embedded:digits", "test_fraction": 0.2, "val_fraction": 0.1},
@@ -177,19 +172,19 @@ def test_bad_adamatch_inputs_get_clear_messages(tmp_path):
         adamatch.run(config(labels_per_class=500), tmp_path / "a")
     with pytest.raises(MentorError, match="needs target.train"):
         adamatch.run(config(mode="uda"), tmp_path / "b")
-    five = npz(tmp_path, "five.npz", x, np.arange(300) % 5)
-    twelve = npz(tmp_path, "twelve.npz", x, np.arange(300) % 12)
+    five = write_npz(tmp_path / "five.npz", x=x, y=np.arange(300) % 5)
+    twelve = write_npz(tmp_path / "twelve.npz", x=x, y=np.arange(300) % 12)
     with pytest.raises(MentorError, match="share one label space"):
         adamatch.run(config(mode="uda", **{"data.train": five, "target.train": twelve}),
                      tmp_path / "c")
-    empty = npz(tmp_path, "empty.npz", np.zeros((0, 8, 8), np.uint8), np.zeros(0, int))
+    empty = write_npz(tmp_path / "empty.npz", x=np.zeros((0, 8, 8), np.uint8), y=np.zeros(0, int))
     with pytest.raises(MentorError, match="empty|no images"):
         adamatch.run(config(mode="uda", **{"target.train": empty}), tmp_path / "d")
-    rgba = npz(tmp_path, "rgba.npz", np.zeros((300, 8, 8, 4), np.uint8), np.arange(300) % 5)
+    rgba = write_npz(tmp_path / "rgba.npz", x=np.zeros((300, 8, 8, 4), np.uint8), y=np.arange(300) % 5)
     with pytest.raises(MentorError, match="must have 1 or 3 channels"):
         adamatch.run(config(mode="uda", **{"data.train": five, "target.train": rgba}),
                      tmp_path / "f")
-    with pytest.raises(MentorError, match="mode must be"):
+    with pytest.raises(MentorError, match="mode.*must be one of .uda., .ssda., .ssl."):
         adamatch.run(config(mode="semi"), tmp_path / "e")
     for d in "abcdef":
         assert not (tmp_path / d / "metrics.json").exists()
@@ -230,4 +225,4 @@ def test_every_layer_of_the_trainer_is_built_after_one_step():
     trainer.strong = augment.StrongAugment(flip=False, seed=1)
     x, y = data()
     trainer.train_on_batch(x, y)
-    assert [l.name for l in trainer._flatten_layers() if not l.built] == []
+    assert [l.name for l in flatten_layers(trainer) if not l.built] == []

@@ -170,7 +170,7 @@ def bad_inputs(tmp_path):
         "data parallel off JAX": (["train", "demo", "--devices", "2"],
                                   ["runs on the JAX backend"]),
         "unknown precision": (["train", "demo", "--set", "runtime.precision=float8"],
-                              ["runtime.precision must be one of"]),
+                              ["'runtime.precision' must be one of"]),
     }
 
 

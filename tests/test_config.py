@@ -1,7 +1,15 @@
 import pytest
 
-from mentor.config import (SupervisedConfig, apply_overrides, dumps, from_dict, list_presets,
-                           load_config, read_toml, to_dict)
+from mentor.config import (
+    SupervisedConfig,
+    apply_overrides,
+    dumps,
+    from_dict,
+    list_presets,
+    load_config,
+    read_toml,
+    to_dict,
+)
 from mentor.errors import MentorError
 from mentor.models import MODELS
 
@@ -21,8 +29,9 @@ def test_defaults_and_sections_build():
 def test_a_section_keeps_its_recipe_defaults_when_a_file_sets_one_key():
     cfg = from_dict({"recipe": "distill", "train": {"epochs": 3}})
     assert (cfg.train.epochs, cfg.train.clipnorm, cfg.train.warmup_steps) == (3, 1.0, 100)
-    cfg = from_dict({"recipe": "consistency", "augment": {"magnitude": 5}})
-    assert (cfg.augment.kind, cfg.augment.magnitude) == ("strong", 5)  # not the weak default
+    cfg = from_dict({"recipe": "adamatch", "mode": "ssl", "labels_per_class": 1,
+                     "strong": {"magnitude": 5}})
+    assert (cfg.strong.kind, cfg.strong.magnitude) == ("strong", 5)  # not the weak default
 
 
 def test_int_accepted_where_float_expected_and_kept_float():

@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import bn_classifier
 
 from mentor import augment
 from mentor.config import ConsistencyLossConfig, from_dict
@@ -15,20 +16,13 @@ from mentor.recipes.consistency import ConsistencyTrainer
 pytestmark = pytest.mark.neutral
 
 
-def bn_classifier(classes=3, size=8, name=None):
-    return keras.Sequential([
-        keras.Input((size, size, 1)), keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(4, 3, padding="same"), keras.layers.BatchNormalization(),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(classes)], name=name)
-
-
 def make_trainer(magnitude=9, clean_view=None, ema=0.0, num_ops=2):
     keras.utils.set_random_seed(0)
     teacher, student = bn_classifier(name="teacher"), bn_classifier(name="student")
     noisy = augment.StrongAugment(num_ops=num_ops, magnitude=magnitude, flip=False,
                                   translate=0.0, seed=1)
-    trainer = ConsistencyTrainer(student, teacher, clean_view, noisy, ConsistencyLossConfig(),
-                                 ema_decay=ema)
+    trainer = ConsistencyTrainer(student, teacher=teacher, clean_view=clean_view,
+                                 noisy_view=noisy, loss=ConsistencyLossConfig(), ema=ema)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1))
     return trainer
 
@@ -38,11 +32,11 @@ def test_teacher_weights_and_batchnorm_statistics_do_not_move():
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (32, 8, 8, 1)).astype("uint8"), np.arange(32) % 3
     teacher_before = [np.array(w) for w in trainer.teacher.get_weights()]
-    student_before = [np.array(w) for w in trainer.student.get_weights()]
+    student_before = [np.array(w) for w in trainer.classifier.get_weights()]
     trainer.fit(x, y, batch_size=8, epochs=2, verbose=0)
     for a, b in zip(teacher_before, trainer.teacher.get_weights()):
         np.testing.assert_array_equal(a, b)  # kernels, biases, BN gamma/beta and statistics
-    moved = [not np.allclose(a, b) for a, b in zip(student_before, trainer.student.get_weights())]
+    moved = [not np.allclose(a, b) for a, b in zip(student_before, trainer.classifier.get_weights())]
     assert all(moved)  # every student weight, its BN statistics included, did move
     assert not trainer.teacher.trainable_weights
     assert float(keras.ops.convert_to_numpy(trainer.ema.count)) == 8  # the student's EMA ran
@@ -67,7 +61,7 @@ def test_training_loss_is_the_consistency_loss_of_the_two_views():
     x, y = rng.integers(0, 256, (8, 8, 8, 1)).astype("uint8"), np.arange(8) % 3
     student_logits = trainer(x, training=True)
     got = keras.ops.convert_to_numpy(trainer.compute_loss(x, y, student_logits, training=True))
-    s = keras.ops.convert_to_numpy(trainer.student(x, training=True))
+    s = keras.ops.convert_to_numpy(trainer.classifier(x, training=True))
     t = keras.ops.convert_to_numpy(trainer.teacher(x, training=False))
     want = np.mean(keras.ops.convert_to_numpy(consistency_loss(y, s, t, temperature=10.0)))
     assert got == pytest.approx(float(want), rel=1e-5)
@@ -76,7 +70,8 @@ def test_training_loss_is_the_consistency_loss_of_the_two_views():
 def test_consistency_config_defaults_follow_the_recipe():
     cfg = from_dict({"recipe": "consistency"})
     assert (cfg.loss.temperature, cfg.loss.ce_weight, cfg.loss.kd_weight) == (10.0, 0.5, 0.5)
-    assert cfg.augment.kind == "strong" and cfg.robustness.severities == [1, 2, 3, 4, 5]
+    assert (cfg.augment.num_ops, cfg.augment.magnitude) == (2, 9)  # Xie et al. 2020 noise
+    assert cfg.robustness.severities == [1, 2, 3, 4, 5]
 
 
 def test_short_consistency_run_on_real_digits(tmp_path):

@@ -7,36 +7,16 @@ import math
 import keras
 import numpy as np
 import pytest
+from conftest import bn_classifier
 
-from mentor.config import from_dict, set_dotted
+from mentor.config import DistillLossConfig, from_dict, set_dotted
+from mentor.core.optim import build_optimizer
 from mentor.errors import MentorError
-from mentor.recipes.distill import DistillTrainer, SharedView, compare, distill_loss
-from mentor.training import build_optimizer
+from mentor.losses import soft_target_kl as distill_loss
+from mentor.recipes.distill import DistillTrainer, SharedView, compare
 
 # Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
 pytestmark = pytest.mark.neutral
-
-
-class Record(keras.layers.Layer):
-    """Identity that keeps what it saw (eager backends only)."""
-
-    def __init__(self, seen, **kwargs):
-        super().__init__(**kwargs)
-        self.keep = seen.append  # a bound method: Keras would track (copy) a list attribute
-
-    def call(self, x):
-        self.keep(keras.ops.convert_to_numpy(x).copy())
-        return x
-
-
-def bn_classifier(classes=3, size=8, name=None, record=None):
-    layers = [keras.Input((size, size, 1))]
-    if record is not None:
-        layers.append(Record(record))
-    layers += [keras.layers.Rescaling(1 / 255.0), keras.layers.Conv2D(4, 3, padding="same"),
-               keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D(),
-               keras.layers.Dense(classes)]
-    return keras.Sequential(layers, name=name)
 
 
 def make_trainer(seen_t=None, seen_s=None, mixup=True, temperature=1.0, ema=0.0):
@@ -44,7 +24,8 @@ def make_trainer(seen_t=None, seen_s=None, mixup=True, temperature=1.0, ema=0.0)
     teacher = bn_classifier(name="teacher", record=seen_t)
     student = bn_classifier(name="student", record=seen_s)
     view = SharedView(area=(0.3, 1.0), mixup=mixup, seed=5)
-    trainer = DistillTrainer(student, teacher, view, temperature=temperature, ema_decay=ema)
+    trainer = DistillTrainer(student, teacher=teacher, view=view,
+                             loss=DistillLossConfig(temperature=temperature), ema=ema)
     trainer.compile(optimizer=keras.optimizers.AdamW(1e-2),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     return trainer
@@ -75,12 +56,12 @@ def test_teacher_weights_and_batchnorm_statistics_do_not_move():
     trainer = make_trainer(ema=0.99)
     x, y = batch(32)
     teacher_before = [np.array(w) for w in trainer.teacher.get_weights()]
-    student_before = [np.array(w) for w in trainer.student.get_weights()]
+    student_before = [np.array(w) for w in trainer.classifier.get_weights()]
     history = trainer.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0)
     for a, b in zip(teacher_before, trainer.teacher.get_weights()):
         np.testing.assert_array_equal(a, b)  # kernels, biases, BN gamma/beta and statistics
     assert all(not np.allclose(a, b)
-               for a, b in zip(student_before, trainer.student.get_weights()))
+               for a, b in zip(student_before, trainer.classifier.get_weights()))
     assert not trainer.teacher.trainable_weights
     for key in ("kl", "agreement", "acc", "val_kl", "val_agreement", "val_acc"):
         assert key in history.history and np.isfinite(history.history[key]).all()
@@ -105,7 +86,7 @@ def test_training_loss_is_the_mean_kl_between_the_models_on_the_shared_view():
     trainer = make_trainer(temperature=2.0)
     x, y = batch(8)
     student_logits = trainer(x, training=True)
-    teacher_logits = trainer._stash[0]
+    teacher_logits = trainer.kept["teacher_logits"]
     got = float(keras.ops.convert_to_numpy(
         trainer.compute_loss(x, y, student_logits, training=True)))
     t, s = (keras.ops.convert_to_numpy(v) for v in (teacher_logits, student_logits))
@@ -169,6 +150,27 @@ def tiny_config(**extra):
     for key, value in extra.items():
         set_dotted(values, key, value)
     return from_dict(values)
+
+
+def test_a_run_resumed_after_its_teacher_stage_still_counts_the_teachers_steps(tmp_path):
+    """The teacher is not trained again on resume (teacher.keras is kept), but its steps and
+    time still belong to the run's metrics."""
+    import shutil
+
+    from mentor.recipes import distill
+
+    config = tiny_config(**{"train.epochs": 1})
+    first = distill.run(config, tmp_path / "run")
+    # 2 teacher epochs of ⌈train images / 64⌉ steps
+    assert first["teacher_steps"] == 2 * -(-first["train_images"] // 64)
+    assert first["teacher_seconds"] > 0
+    # as if killed during the student stage: the teacher stage had finished
+    for name in ("metrics.json", "student.keras"):
+        (tmp_path / "run" / name).unlink()
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "student")
+    again = distill.run(config, tmp_path / "run")
+    assert again["teacher_steps"] == first["teacher_steps"]
+    assert again["teacher_seconds"] == first["teacher_seconds"]
 
 
 def test_short_distill_run_writes_the_output_contract(tmp_path):
@@ -306,12 +308,12 @@ def test_a_softmax_teacher_is_distilled_from_its_log_probabilities(tmp_path, cap
     trainer.teacher_probabilities = True
     x, _ = batch(8)
     trainer(x, training=True)
-    stashed = keras.ops.convert_to_numpy(trainer._stash[0])
+    stashed = keras.ops.convert_to_numpy(trainer.kept["teacher_logits"])
     np.testing.assert_allclose(np.exp(stashed).sum(-1), 1.0, rtol=1e-5)  # log p: softmax = p
 
 
 def test_a_teacher_can_be_named_by_its_run_directory(tmp_path):
-    from mentor.recipes.supervised import teacher_file
+    from mentor.teachers import teacher_file
 
     run = tmp_path / "supervised-run"
     run.mkdir()
@@ -341,7 +343,7 @@ def test_a_flip_averaged_teacher_is_the_mean_of_its_outputs_on_the_image_and_its
 
 
 def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_frozen(tmp_path):
-    from mentor.training import load_splits
+    from mentor.data.splits import load_splits
     from mentor.models import count_params, load_model
     from mentor.recipes import distill
 

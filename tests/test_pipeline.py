@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from mentor.data import ImageSet
-from mentor.data.pipeline import Batches, PairedBatches, labeled_split, prepare, split_fraction
+from mentor.data.pipeline import (
+    Batches,
+    PairedBatches,
+    labeled_split,
+    prepare,
+    split_fraction,
+)
 from mentor.errors import MentorError
 
 

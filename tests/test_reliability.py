@@ -10,6 +10,7 @@ import time
 
 import keras
 import numpy as np
+import pytest
 
 from mentor.cli import main
 from mentor.runs import read_status
@@ -72,11 +73,13 @@ def kill_then_resume(args, tmp_path, stage=""):
             for d in ("straight", "killed")]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
     m1, m2 = kill_then_resume(ARGS, tmp_path)
     assert m1["test_acc"] == m2["test_acc"] and m1["steps"] == m2["steps"] == 48
 
 
+@pytest.mark.slow
 def test_adamatch_killed_and_resumed_ends_with_the_same_weights_and_state(tmp_path):
     m1, m2 = kill_then_resume(ADAMATCH, tmp_path)
     assert m1["target_acc"] == m2["target_acc"] and m1["steps"] == m2["steps"] == 30

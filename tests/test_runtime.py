@@ -75,15 +75,17 @@ def test_an_uneven_global_batch_is_refused(monkeypatch):
 @pytest.mark.neutral
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_a_step_in_mixed_precision_has_a_finite_float32_loss(precision):
+    from mentor import augment
+    from mentor.config import AdaMatchLossConfig
     from mentor.models import build_model
     from mentor.recipes.adamatch import AdaMatchTrainer
-    from mentor import augment
 
     with runtime(precision=precision):
         classifier = build_model("small_cnn", num_classes=4, image_size=8, channels=1, width=4)
-        trainer = AdaMatchTrainer(classifier, augment.WeakAugment(flip=False, seed=0),
-                                  augment.StrongAugment(flip=False, seed=1), num_classes=4,
-                                  total_steps=10, target_window=4, l2=1e-3, ema_decay=0.9)
+        trainer = AdaMatchTrainer(classifier, weak=augment.WeakAugment(flip=False, seed=0),
+                                  strong=augment.StrongAugment(flip=False, seed=1),
+                                  loss=AdaMatchLossConfig(target_window=4, l2=1e-3),
+                                  num_classes=4, total_steps=10, ema=0.9)
         trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
         conv = [l for l in classifier.layers if isinstance(l, keras.layers.Conv2D)][0]
         assert conv.compute_dtype == precision.removeprefix("mixed_")

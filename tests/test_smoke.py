@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from mentor.config import from_dict
+from mentor.core.run import accuracy
+from mentor.data.splits import load_splits
 from mentor.models import load_model
-from mentor.training import accuracy, load_splits
 
 pytestmark = [pytest.mark.smoke, pytest.mark.neutral]
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from mentor.config import from_dict, to_dict
+from mentor.core.run import accuracy
+from mentor.core.trainer import ClassifierTrainer
+from mentor.data.splits import load_splits
 from mentor.models import build_model, load_model
 from mentor.recipes import supervised
-from mentor.recipes.supervised import SupervisedTrainer
-from mentor.training import accuracy, load_splits
 
 # Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
 pytestmark = pytest.mark.neutral
@@ -73,7 +74,7 @@ def test_trainer_fit_with_ema_runs_twice_and_updates_the_average():
     """Keras's optimizer EMA breaks on JAX on a second fit; ours must not."""
     keras.utils.set_random_seed(0)
     classifier = tiny_classifier()
-    trainer = SupervisedTrainer(classifier, ema_decay=0.99)
+    trainer = ClassifierTrainer(classifier, ema=0.99)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
     x = np.random.default_rng(0).integers(0, 256, (24, 8, 8, 1)).astype("uint8")
     y = np.arange(24) % 3
@@ -91,7 +92,7 @@ def test_one_fit_step_of_a_zoo_model_with_augmentation():
     from mentor.augment import StrongAugment
 
     classifier = build_model("wrn", num_classes=10, image_size=16, channels=3, depth=10, width=1)
-    trainer = SupervisedTrainer(classifier, StrongAugment(seed=0))
+    trainer = ClassifierTrainer(classifier, augmenter=StrongAugment(seed=0))
     trainer.compile(optimizer=keras.optimizers.SGD(0.05))
     x = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype("uint8")
     before = keras.ops.convert_to_numpy(classifier.trainable_weights[0]).copy()
@@ -107,9 +108,19 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     assert a["test_acc"] == b["test_acc"] and a["val_acc"] == b["val_acc"]
 
 
-def test_swa_averages_and_recalibrates(tmp_path):
+def test_swa_in_a_run_recalibrates_batchnorm_on_the_averaged_weights(tmp_path, monkeypatch):
+    """SWA's unit test is in test_training; here the run must re-estimate batch norm after
+    loading the average, on the training images (the averaged weights never produced the
+    statistics the model holds)."""
+    from mentor.core import trainer as trainer_module
+
+    calls = []
+    real = trainer_module.recalibrate_batchnorm
+    monkeypatch.setattr(trainer_module, "recalibrate_batchnorm",
+                        lambda model, x, batch_size: calls.append((model.name, len(x)))
+                        or real(model, x, batch_size))
     metrics = supervised.run(digits_config(swa_start=0.5), tmp_path / "swa")
-    assert metrics["test_acc"] > 0.5
+    assert calls == [(calls[0][0], metrics["train_images"])]
 
 
 def test_usps_to_mnist_example_runs(shared_data, tmp_path, monkeypatch):
@@ -128,7 +139,7 @@ def test_usps_to_mnist_example_runs(shared_data, tmp_path, monkeypatch):
     assert metrics["test_acc"] > 0.3  # USPS → MNIST transfers poorly at first; chance is 0.1
 
 
-class RecordingTrainer(SupervisedTrainer):
+class RecordingTrainer(ClassifierTrainer):
     """Records the labels of every training batch it consumes (torch runs eagerly)."""
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from mentor.config import TrainConfig
+from mentor.core.averaging import WeightEMA, recalibrate_batchnorm
+from mentor.core.checkpoints import Checkpoints, load_state, resume_from, save_state
+from mentor.core.optim import build_optimizer, learning_rate, total_steps
 from mentor.errors import MentorError
-from mentor.training import (Checkpoints, WeightEMA, build_optimizer, learning_rate, load_state,
-                             resume_from, save_state,
-                             recalibrate_batchnorm, total_steps)
 
 
 def lr_at(schedule, step):
@@ -36,10 +36,13 @@ def test_cosine_without_warmup_and_constant():
 def test_bad_schedule_settings():
     with pytest.raises(MentorError, match="warmup_steps"):
         learning_rate(TrainConfig(warmup_steps=100), 100)
-    with pytest.raises(MentorError, match="schedule"):
-        learning_rate(TrainConfig(schedule="linear"), 100)
-    with pytest.raises(MentorError, match="optimizer"):
-        build_optimizer(TrainConfig(optimizer="lion"), 100)
+    from mentor.config import from_dict
+
+    # choices are refused at load, before any optimizer exists
+    with pytest.raises(MentorError, match="train.schedule.*'cosine'"):
+        from_dict({"recipe": "supervised", "train": {"schedule": "linear"}})
+    with pytest.raises(MentorError, match="train.optimizer.*'adamw'"):
+        from_dict({"recipe": "supervised", "train": {"optimizer": "lion"}})
 
 
 def test_total_steps():
@@ -88,6 +91,40 @@ def test_batchnorm_recalibration_gives_the_plain_mean():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), x.mean(0), rtol=1e-5)
 
 
+def test_swa_loads_the_mean_of_the_epochs_it_averaged():
+    """SWA from epoch 2 of 3: the model ends at the mean of its weights after epochs 2 and 3,
+    not at the last ones."""
+    from mentor.core.averaging import SWA
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(
+            [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]))
+    swa = SWA(model, start_epoch=2)
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    model.fit(x, np.arange(32) % 3, batch_size=8, epochs=3, callbacks=[record, swa], verbose=0)
+    assert swa.n == 2 and swa.finish()
+    for i, w in enumerate(model.trainable_weights):
+        assert not np.allclose(seen[1][i], seen[2][i])  # the epochs really differ
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(w), (seen[1][i] + seen[2][i]) / 2,
+                                   rtol=1e-6)
+
+
+def test_batchnorm_recalibration_gives_the_plain_variance_of_batches():
+    bn = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Sequential([keras.Input((2,)), bn])
+    x = np.random.default_rng(1).normal(3.0, 2.0, (300, 2)).astype("float32")
+    recalibrate_batchnorm(model, x, batch_size=100)
+    batch_vars = [x[i:i + 100].var(0) for i in range(0, 300, 100)]  # biased, as Keras keeps
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance),
+                               np.mean(batch_vars, 0), rtol=1e-4)
+    assert bn.momentum == 0.99  # restored
+
+
 def _tiny_trainer(seed=0):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
@@ -127,6 +164,16 @@ def test_resume_skips_a_truncated_checkpoint_for_the_one_before(tmp_path, capsys
     assert "epoch-0002.npz is unreadable" in capsys.readouterr().err
     for a, b in zip(other.weights, good):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
+
+
+def test_a_stage_whose_checkpoints_are_all_unreadable_says_it_starts_over(tmp_path, capsys):
+    (tmp_path / "epoch-0001.npz").write_bytes(b"not a zip")
+    (tmp_path / "epoch-0002.npz").write_bytes(b"")
+    model = _tiny_trainer()
+    model.fit(np.ones((4, 2)), np.zeros(4), verbose=0)
+    assert resume_from(model, tmp_path) == 0
+    err = capsys.readouterr().err
+    assert "none of the 2 checkpoint(s)" in err and "starts over from its first step" in err
 
 
 def test_a_checkpoint_from_another_model_is_refused_plainly(tmp_path):

@@ -17,14 +17,14 @@ import keras
 import numpy as np
 
 from mentor import augment
-from mentor.config import ConsistencyLossConfig
+from mentor.config import AdaMatchLossConfig, ConsistencyLossConfig, DistillLossConfig
+from mentor.core.checkpoints import load_state, save_state
+from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model
 from mentor.recipes.adamatch import AdaMatchTrainer
 from mentor.recipes.consistency import ConsistencyTrainer
 from mentor.recipes.distill import DistillTrainer, SharedView
-from mentor.recipes.supervised import SupervisedTrainer
 from mentor.runtime import runtime
-from mentor.training import load_state, save_state
 
 BATCH, SIZE, CLASSES = 8, 8, 4
 
@@ -35,25 +35,27 @@ def cnn(seed):
 
 
 def supervised():
-    return SupervisedTrainer(cnn(1), augment.WeakAugment(flip=False, seed=2), ema_decay=0.9,
+    return ClassifierTrainer(cnn(1), augmenter=augment.WeakAugment(flip=False, seed=2), ema=0.9,
                              l2=1e-3)
 
 
 def consistency():
-    return ConsistencyTrainer(cnn(1), cnn(3), augment.WeakAugment(flip=False, seed=2),
-                              augment.StrongAugment(flip=False, seed=4),
-                              ConsistencyLossConfig(), ema_decay=0.9)
+    return ConsistencyTrainer(cnn(1), teacher=cnn(3),
+                              clean_view=augment.WeakAugment(flip=False, seed=2),
+                              noisy_view=augment.StrongAugment(flip=False, seed=4),
+                              loss=ConsistencyLossConfig(), ema=0.9)
 
 
 def distill():
-    return DistillTrainer(cnn(1), cnn(3), SharedView(size=SIZE, flip=False, seed=2),
-                          temperature=2.0, ema_decay=0.9)
+    return DistillTrainer(cnn(1), teacher=cnn(3), view=SharedView(size=SIZE, flip=False, seed=2),
+                          loss=DistillLossConfig(temperature=2.0), ema=0.9)
 
 
 def adamatch():
-    return AdaMatchTrainer(cnn(1), augment.WeakAugment(flip=False, seed=2),
-                           augment.StrongAugment(flip=False, seed=4), num_classes=CLASSES,
-                           total_steps=10, target_window=4, l2=1e-3, ema_decay=0.9, seed=5)
+    return AdaMatchTrainer(cnn(1), weak=augment.WeakAugment(flip=False, seed=2),
+                           strong=augment.StrongAugment(flip=False, seed=4),
+                           loss=AdaMatchLossConfig(target_window=4, l2=1e-3),
+                           num_classes=CLASSES, total_steps=10, ema=0.9, seed=5)
 
 
 def batch(recipe):

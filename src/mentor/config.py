@@ -1,13 +1,18 @@
 """Configuration: one dataclass per recipe, TOML presets, `--set key=value` overrides.
 
 A config file is TOML whose top-level `recipe` names the dataclass; every other key must be
-a field of it (sections are nested dataclasses), so a typo is an error, never a silent
-default. Presets are TOML files shipped in `mentor/presets/`; each opens with a comment
+a field of it (sections are nested dataclasses, and each recipe declares only the sections
+it reads), so a typo or a key the recipe would ignore is an error, never a silent default.
+Everything is checked at load, before any work: types, choices (`Literal`), ranges (kept
+beside each default with `checked`), model names and option names, and the rules between
+keys; what depends on the data (a model's option values, a batch larger than the data) is
+checked by core.run.preflight before the first training step. Presets are TOML files shipped in `mentor/presets/`; each opens with a comment
 block giving its evidence (command, machine, time, result).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib.resources
@@ -15,6 +20,7 @@ import pathlib
 import sys
 import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,79 +29,184 @@ else:  # pragma: no cover
 
 from mentor.errors import MentorError
 
+# ----------------------------------------------------------------------------- checks
+# A field's range lives beside its default: checked(default, rule) puts the rule in the
+# field's metadata, and _build applies it at load, so a bad value fails before any work.
+
+
+def checked(default, ok, rule: str):
+    """A dataclass field whose value must satisfy ok(value); `rule` says so in words."""
+    kind = "default_factory" if callable(default) else "default"
+    return field(**{kind: default}, metadata={"check": (ok, rule)})
+
+
+def positive(default):
+    return checked(default, lambda v: v > 0, "> 0")
+
+
+def at_least(default, low):
+    return checked(default, lambda v: v >= low, f"≥ {low}")
+
+
+def unit(default, *, low_open=False, high_open=True):
+    """A fraction in [0, 1), or (0, 1) / (0, 1] / [0, 1] as the flags say."""
+    def ok(v):
+        return (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
+    rule = f"in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+    return checked(default, ok, rule)
+
+
+def _pair(low_open_zero: bool, high: float | None):
+    """A [low, high] list of two numbers with 0 < low ≤ high (≤ `high` when given)."""
+    def ok(v):
+        return (len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+                and 0 < v[0] <= v[1] and (high is None or v[1] <= high))
+    return ok
+
+
+IMAGE_SIZES = (8, 2048)  # pixels per side: below 8 no zoo model has a feature map left
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+class _Reading:
+    log: set | None = None  # (id(section), field) pairs while record_reads is on
+
+
+_reading = _Reading()
+
+
+class Section:
+    """Base of every config dataclass. While `record_reads` is on, each field read is noted:
+    a test runs every preset with it and fails on a key its recipe never reads (a key that
+    is accepted and silently ignored)."""
+
+    def __getattribute__(self, name):
+        log = _reading.log
+        if log is not None and name[:1] != "_":
+            log.add((id(self), name))
+        return object.__getattribute__(self, name)
+
+
+@contextlib.contextmanager
+def record_reads(config):
+    """Yields a set that receives, when the block ends, the dotted keys of `config` read
+    inside it (reads under `quietly()` excluded)."""
+    paths = {}
+
+    def walk(section, prefix):
+        paths[id(section)] = prefix
+        for f in dataclasses.fields(section):
+            value = vars(section)[f.name]
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+
+    walk(config, "")
+    keys, _reading.log = set(), set()
+    try:
+        yield keys
+    finally:
+        raw, _reading.log = _reading.log, None
+        keys.update(paths[i] + name for i, name in raw if i in paths)
+
+
+@contextlib.contextmanager
+def quietly():
+    """Reads that are not the recipe using a key: writing the config out, checking it."""
+    saved, _reading.log = _reading.log, None
+    try:
+        yield
+    finally:
+        _reading.log = saved
+
 
 # ----------------------------------------------------------------------------- sections
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     train: str = "embedded:mnist5k"  # a source spec: see `mentor train --help`
     test: str = ""  # "" → hold back test_fraction of `train`
-    test_fraction: float = 0.2  # used only when `test` is empty
-    val_fraction: float = 0.1  # of the training images, for monitoring and early stopping
-    image_size: int = 0  # 0 → the training images' own (square) size
-    channels: int = 0  # 0 → the training images' own channel count
+    test_fraction: float = unit(0.2, low_open=True)  # used only when `test` is empty
+    val_fraction: float = unit(0.1)  # of the training images, for monitoring and early stopping
+    # 0 → the training images' own (square) size
+    image_size: int = checked(0, lambda v: v == 0 or IMAGE_SIZES[0] <= v <= IMAGE_SIZES[1],
+                              f"0 (the images' own size) or {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
+    channels: Literal[0, 1, 3] = 0  # 0 → the training images' own channel count
     # Loader threads. 1 is exact and enough (gathering uint8 rows is cheap: benchmarks/);
     # with more, Keras 3.15 serves its first-batch peek from the shared queue, so the
     # first batch is trained last and runs are not bit-reproducible.
-    workers: int = 1
+    workers: int = at_least(1, 1)
 
 
 @dataclass
-class ModelConfig:
-    name: str = "small_cnn"  # see `mentor.models.MODELS`
-    options: dict = field(default_factory=dict)  # passed to the builder, checked there
+class ModelConfig(Section):
+    name: str = "small_cnn"  # see `mentor.models.MODELS`; checked at load
+    options: dict = field(default_factory=dict)  # the builder's; names checked at load
 
 
 @dataclass
-class AugmentConfig:
-    kind: str = "weak"  # "none" | "weak" (flip + translate) | "strong" (weak + RandAugment)
+class AugmentConfig(Section):
+    kind: Literal["none", "weak", "strong"] = "weak"  # weak: flip + translate; strong: + RandAugment
     flip: bool = True  # horizontal flips: off for digits and text
-    translate: float = 0.125  # max shift as a fraction of the side (4 px at 32 px)
-    num_ops: int = 2  # RandAugment N (Cubuk et al. 2020)
-    magnitude: int = 9  # RandAugment M in 0..10; 9 as in the consistency seed
+    translate: float = checked(0.125, lambda v: 0 <= v <= 0.5, "in [0, 0.5]")  # max shift / side
+    num_ops: int = checked(2, lambda v: 0 <= v <= 14, "in 0..14 (the RandAugment ops)")  # N
+    magnitude: int = checked(9, lambda v: 0 <= v <= 10, "in 0..10")  # RandAugment M
 
 
 @dataclass
-class RuntimeConfig:
+class NoiseConfig(Section):
+    """The student's noise in `consistency`: RandAugment on top of the teacher's clean view
+    (no extra flip or shift: the clean view has them already)."""
+    num_ops: int = checked(2, lambda v: 0 <= v <= 14, "in 0..14 (the RandAugment ops)")
+    magnitude: int = checked(9, lambda v: 0 <= v <= 10, "in 0..10")  # Xie et al. 2020's noise
+
+
+@dataclass
+class RuntimeConfig(Section):
     """Where the run computes (runtime.py). Not part of what a run *is*: a run may resume
     on another machine with other devices, so resuming ignores this section."""
-    devices: int = 1  # data parallel over this many devices (JAX); 0 → all visible
-    precision: str = "float32"  # "float32" | "mixed_bfloat16" | "mixed_float16"
+    devices: int = at_least(1, 0)  # data parallel over this many devices (JAX); 0 → all visible
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     # The global batch: split evenly across runtime.devices, so the device count changes
     # neither the batch nor the learning rate that belongs to it.
-    batch_size: int = 64
-    epochs: int = 10
-    steps_per_epoch: int = 0  # 0 → one pass over the training images
-    optimizer: str = "adamw"  # "adamw" | "adam" | "sgd" (Nesterov momentum)
-    learning_rate: float = 1e-3  # peak learning rate
-    weight_decay: float = 1e-4  # decoupled; kernels only (not biases or norm parameters)
-    momentum: float = 0.9  # sgd only
-    schedule: str = "cosine"  # "cosine" (warm-up then cosine to 0) | "constant" | "plateau"
-    warmup_steps: int = 0
-    clipnorm: float = 0.0  # global gradient-norm clip; 0 → off
-    label_smoothing: float = 0.0
-    ema: float = 0.0  # decay of the weight average used for evaluation; 0 → off
-    swa_start: float = 0.0  # fraction of epochs after which SWA averages; 0 → off
-    plateau_patience: int = 3  # epochs without val improvement before lr × plateau_factor
-    plateau_factor: float = 0.5
-    early_stopping: int = 0  # patience in epochs, restoring the best weights; 0 → off
-    checkpoint_every: int = 1  # epochs between checkpoints
-    keep_checkpoints: int = 2
+    batch_size: int = at_least(64, 1)
+    epochs: int = at_least(10, 1)
+    steps_per_epoch: int = at_least(0, 0)  # 0 → one pass over the training images
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # sgd: Nesterov momentum
+    learning_rate: float = positive(1e-3)  # peak learning rate
+    weight_decay: float = at_least(1e-4, 0)  # decoupled; kernels only (not biases or norms)
+    momentum: float = unit(0.9)  # sgd only
+    # cosine: warm-up then cosine to 0; plateau: lowered when val_loss stalls
+    schedule: Literal["cosine", "constant", "plateau"] = "cosine"
+    warmup_steps: int = at_least(0, 0)
+    clipnorm: float = at_least(0.0, 0)  # global gradient-norm clip; 0 → off
+    label_smoothing: float = unit(0.0)
+    ema: float = unit(0.0)  # decay of the weight average used for evaluation; 0 → off
+    swa_start: float = unit(0.0)  # fraction of epochs after which SWA averages; 0 → off
+    plateau_patience: int = at_least(3, 1)  # epochs without val improvement before lr × factor
+    plateau_factor: float = unit(0.5, low_open=True)
+    early_stopping: int = at_least(0, 0)  # patience in epochs, restoring the best weights; 0 → off
+    checkpoint_every: int = at_least(1, 1)  # epochs between checkpoints
+    keep_checkpoints: int = at_least(2, 1)
 
 
 # ----------------------------------------------------------------------------- recipes
 
+def seed_field():
+    return checked(0, lambda v: 0 <= v < 2**31, "in 0..2147483647")
+
 
 @dataclass
-class SupervisedConfig:
+class SupervisedConfig(Section):
     recipe: str = "supervised"
     description: str = ""
-    seed: int = 0
+    seed: int = seed_field()
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -104,9 +215,9 @@ class SupervisedConfig:
 
 
 @dataclass
-class TeacherConfig:
+class TeacherConfig(Section):
     # A .keras file or a mentor run directory (its model.keras); "" → train the teacher first
-    # with `supervised` on the same data, using the sections below.
+    # with the plain labelled step on the same data, using the sections below.
     path: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -114,49 +225,65 @@ class TeacherConfig:
 
 
 @dataclass
-class ConsistencyLossConfig:
-    temperature: float = 10.0  # Noisy-Student consistency seed (keras-io)
-    ce_weight: float = 0.5  # ½·CE(labels, student) …
-    kd_weight: float = 0.5  # … + ½·KL(teacher/T ‖ student/T)
+class ConsistencyLossConfig(Section):
+    temperature: float = positive(10.0)  # keras-io's consistency-training example
+    ce_weight: float = at_least(0.5, 0)  # ½·CE(labels, student) …
+    kd_weight: float = at_least(0.5, 0)  # … + ½·KL(teacher/T ‖ student/T)
     t_squared: bool = True  # × T² (Hinton et al. 2015): else at T = 10 the KL gradient is 1/100
 
 
-@dataclass
-class RobustnessConfig:
-    corruptions: list = field(default_factory=list)  # [] → all 19
-    severities: list = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    max_images: int = 0  # 0 → every test image; else a seeded subset, for speed
-    seed: int = 0  # of the corruptions' random draws
+def _corruption_names(v):
+    from mentor.corruptions import CORRUPTIONS
+
+    return all(isinstance(n, str) and n in CORRUPTIONS for n in v)
 
 
 @dataclass
-class ConsistencyConfig:
+class RobustnessConfig(Section):
+    corruptions: list = checked(list, _corruption_names,
+                                "a list of corruption names (`mentor robustness --help`)")  # [] → all 19
+    severities: list = checked(lambda: [1, 2, 3, 4, 5],
+                               lambda v: len(v) > 0 and all(
+                                   isinstance(s, int) and 1 <= s <= 5 for s in v),
+                               "a non-empty list of severities in 1..5")
+    max_images: int = at_least(0, 0)  # 0 → every test image; else a seeded subset, for speed
+    seed: int = seed_field()  # of the corruptions' random draws
+
+
+@dataclass
+class ConsistencyConfig(Section):
     recipe: str = "consistency"
     description: str = ""
-    seed: int = 0
+    seed: int = seed_field()
     data: DataConfig = field(default_factory=DataConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # its augment: the clean view
     model: ModelConfig = field(default_factory=ModelConfig)  # the student
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="strong"))
+    augment: NoiseConfig = field(default_factory=NoiseConfig)  # the student's noise
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: ConsistencyLossConfig = field(default_factory=ConsistencyLossConfig)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
-    # Start the student from the teacher's initial weights (consistency seed 000), when the
-    # teacher is trained in this run with the same model.
+    # Start the student from the teacher's initial weights (as keras-io's consistency
+    # example does), when the teacher is trained in this run with the same model.
     student_from_teacher_init: bool = False
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass
-class DistillAugmentConfig:
+class DistillAugmentConfig(Section):
     """The one view teacher and student share (Beyer et al. 2022, function matching)."""
-    crop_size: int = 0  # side of the crop both models see; 0 → the data's image size
-    crop_area: list = field(default_factory=lambda: [0.05, 1.0])  # inception crop area fraction
-    crop_ratio: list = field(default_factory=lambda: [0.75, 4 / 3])  # its aspect-ratio range
+    # side of the crop both models see; 0 → the data's image size
+    crop_size: int = checked(0, lambda v: v == 0 or IMAGE_SIZES[0] <= v <= IMAGE_SIZES[1],
+                             f"0 (the data's size) or {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
+    # inception crop: area fraction and aspect-ratio range, [low, high] each
+    crop_area: list = checked(lambda: [0.05, 1.0], _pair(True, 1.0),
+                              "[low, high] with 0 < low ≤ high ≤ 1")
+    crop_ratio: list = checked(lambda: [0.75, 4 / 3], _pair(True, None),
+                               "[low, high] with 0 < low ≤ high")
     flip: bool = True  # horizontal; off for digits and text
     mixup: bool = True  # MixUp with λ ~ U(0, 1) and a partner from the same batch
     mixup_per_image: bool = True  # one λ per image; false → one λ per batch (big_vision)
-    eval_crop: float = 1.0  # test view: central crop of this fraction (seed 003: 0.875), resized
+    # test view: central crop of this fraction, resized (keras-io's distillation: 0.875)
+    eval_crop: float = unit(1.0, low_open=True, high_open=False)
 
 
 @dataclass
@@ -168,23 +295,23 @@ class DistillTeacherConfig(TeacherConfig):
 
 
 @dataclass
-class DistillLossConfig:
-    temperature: float = 1.0  # the paper matches plain softmaxes (T = 1); seed 003 used 10
+class DistillLossConfig(Section):
+    temperature: float = positive(1.0)  # the paper matches plain softmaxes (T = 1)
     t_squared: bool = True  # × T² as big_vision and Hinton et al.: gradients independent of T
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(Section):
     """The same student trained on the labels alone, with the same steps and optimizer."""
     enabled: bool = False  # also train it, so metrics.json has student_labels_only_acc
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # its label-training view
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(Section):
     recipe: str = "distill"
     description: str = ""
-    seed: int = 0
+    seed: int = seed_field()
     data: DataConfig = field(default_factory=DataConfig)
     teacher: DistillTeacherConfig = field(default_factory=DistillTeacherConfig)
     model: ModelConfig = field(default_factory=ModelConfig)  # the student
@@ -197,45 +324,53 @@ class DistillConfig:
 
 
 @dataclass
-class TargetConfig:
+class TargetConfig(Section):
     """The images AdaMatch must classify. Their labels, when a source has them, are used
     for monitoring only (pseudo-label accuracy), never for training, except the
     `labels_per_class` labeled ones of mode "ssda"."""
     train: str = ""  # unlabeled target images (uda, ssda); unused in ssl
-    labels_per_class: int = 0  # ssda: labeled target images per class, added to the source
+    labels_per_class: int = at_least(0, 0)  # ssda: labeled target images per class
 
 
 @dataclass
-class AdaMatchLossConfig:
-    tau: float = 0.9  # relative confidence threshold: τ · mean max p of weak source views
-    ratio: int = 3  # target (unlabeled) batch = ratio × source batch (paper: 3)
-    source_momentum: float = 0.999  # running average of the source weak softmax
-    target_window: int = 128  # the target weak softmax is averaged over this many batches
+class AdaMatchLossConfig(Section):
+    # relative confidence threshold: τ · mean max p of weak source views
+    tau: float = unit(0.9, low_open=True, high_open=False)
+    ratio: int = at_least(3, 1)  # target (unlabeled) batch = ratio × source batch (paper: 3)
+    source_momentum: float = unit(0.999)  # running average of the source weak softmax
+    target_window: int = at_least(128, 1)  # batches the target weak softmax is averaged over
     # The papers' weight decay: an L2 term wd·‖w‖²/2 on kernels in the loss (FixMatch and
     # AdaMatch code), so SGD's momentum carries it; keras-io's example silently dropped it.
-    l2: float = 0.0005
+    l2: float = at_least(0.0005, 0)
 
 
 @dataclass
-class AdaMatchConfig:
+class SourceOnlyConfig(Section):
+    """The same model, steps, optimizer and weak view on the labeled images alone."""
+    enabled: bool = False  # also train it, so metrics.json has source_only_target_acc
+
+
+@dataclass
+class AdaMatchConfig(Section):
     recipe: str = "adamatch"
     description: str = ""
-    seed: int = 0
-    mode: str = "uda"  # "uda" | "ssda" | "ssl"
+    seed: int = seed_field()
+    mode: Literal["uda", "ssda", "ssl"] = "uda"
     # data.train: the labeled source (ssl: the one data set); data.test: target-domain test
     data: DataConfig = field(default_factory=DataConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
-    labels_per_class: int = 0  # ssl: labeled images per class of data.train; the rest unlabeled
+    labels_per_class: int = at_least(0, 0)  # ssl: labeled images per class of data.train
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="wrn28_2"))
     weak: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="weak"))
     strong: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="strong"))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         optimizer="sgd", learning_rate=0.03, momentum=0.9, weight_decay=0.0, ema=0.999))
     loss: AdaMatchLossConfig = field(default_factory=AdaMatchLossConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    baseline: SourceOnlyConfig = field(default_factory=SourceOnlyConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
+# The one recipe registry: name → its config; the recipe itself is mentor.recipes.<name>.
 RECIPES: dict[str, type] = {"supervised": SupervisedConfig, "consistency": ConsistencyConfig,
                             "distill": DistillConfig, "adamatch": AdaMatchConfig}
 
@@ -249,6 +384,14 @@ def _type_name(tp) -> str:
 
 def _coerce(value, tp, key: str):
     """Check a TOML value against a field type; ints are accepted where floats are."""
+    if typing.get_origin(tp) is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) is type(choices[0]):
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise MentorError(f"config key {key!r} must be one of "
+                          f"{', '.join(repr(c) for c in choices)}; got {value!r}.{hint}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (dict, list) and isinstance(value, tp):
@@ -262,18 +405,35 @@ def _coerce(value, tp, key: str):
     return value
 
 
+def _check_range(field_, value, key: str):
+    check = field_.metadata.get("check")
+    if check is not None and not check[0](value):
+        raise MentorError(f"config key {key!r} must be {check[1]}, got {value!r}.")
+
+
+def _check_model(section: "ModelConfig", key: str):
+    """The model's name and its option names, checked without building it (preflight
+    builds it, before training, once the data's shape is known)."""
+    from mentor.models import check_spec
+
+    try:
+        check_spec(section.name, section.options)
+    except MentorError as error:
+        raise MentorError(f"[{key}] {error}") from None
+
+
 def _build(cls, values: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         full = f"{prefix}{key}"
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
             section = f"[{prefix[:-1]}]" if prefix else "the top level"
             raise MentorError(
-                f"unknown config key {full!r}.{hint} Keys in {section}: {', '.join(names)}."
+                f"unknown config key {full!r}.{hint} Keys in {section}: {', '.join(fields)}."
             )
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
@@ -281,13 +441,17 @@ def _build(cls, values: dict, prefix: str = ""):
                 raise MentorError(f"config key {full!r} is a section; write [{full}] in TOML.")
             # Start from this recipe's own default for the section (distill's [train] has
             # clipnorm 1.0), so a file that sets one key keeps the others.
-            field_ = next(f for f in dataclasses.fields(cls) if f.name == key)
+            field_ = fields[key]
             base = field_.default_factory() if field_.default_factory is not dataclasses.MISSING \
                 else tp()
             kwargs[key] = _build(tp, {**_shallow(base), **value}, f"{full}.")
         else:
             kwargs[key] = _coerce(value, tp, full)
-    return cls(**kwargs)
+            _check_range(fields[key], kwargs[key], full)
+    built = cls(**kwargs)
+    if isinstance(built, ModelConfig):
+        _check_model(built, prefix[:-1])
+    return built
 
 
 def _shallow(instance) -> dict:
@@ -297,17 +461,42 @@ def _shallow(instance) -> dict:
 
 
 def to_dict(config) -> dict:
-    return dataclasses.asdict(config)
+    with quietly():
+        return dataclasses.asdict(config)
+
+
+def _check_together(config):
+    """Rules between keys, checked at load like the rest."""
+    if isinstance(config, AdaMatchConfig):
+        if config.mode == "ssl" and config.labels_per_class < 1:
+            raise MentorError("mode \"ssl\" needs labels_per_class ≥ 1: how many labeled images "
+                              "per class to keep from data.train (the rest are unlabeled).")
+        if config.mode in ("uda", "ssda") and not config.target.train:
+            raise MentorError(f"mode {config.mode!r} needs target.train: the images of the "
+                              "domain to adapt to (their labels, if any, are used for "
+                              "monitoring only).")
+        if config.mode == "ssda" and config.target.labels_per_class < 1:
+            raise MentorError("mode \"ssda\" needs target.labels_per_class ≥ 1: how many "
+                              "labeled target images per class join the source.")
+    if isinstance(config, ConsistencyConfig) and config.student_from_teacher_init and (
+            config.teacher.path or config.model != config.teacher.model):
+        raise MentorError(
+            "student_from_teacher_init needs a teacher trained in this run (teacher.path "
+            "empty) with the same [model] as the student; set it to false or make the two "
+            "models equal.")
+    return config
 
 
 def from_dict(values: dict):
+    if not isinstance(values, dict):
+        raise MentorError(f"a config is a table of keys (a dict), got {type(values).__name__}.")
     recipe = values.get("recipe")
     if recipe not in RECIPES:
         raise MentorError(
             f"config must name its recipe with recipe = \"…\", one of {', '.join(RECIPES)}; "
             f"got {recipe!r}."
         )
-    return _build(RECIPES[recipe], values)
+    return _check_together(_build(RECIPES[recipe], values))
 
 
 def _parse_value(text: str):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from mentor.core.run import accuracy, check_model_matches
 from mentor.data.pipeline import prepare
-from mentor.training import accuracy, check_model_matches
 
 
 def load_model_and_data(model_path, source: str, *, unsafe: bool = False):

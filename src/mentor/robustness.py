@@ -153,11 +153,10 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
     (metrics, run directory path)."""
     import keras
 
+    from mentor.corruptions import CORRUPTIONS, check
     from mentor.evaluate import load_model_and_data
     from mentor.report import write_report
     from mentor.runs import RunDir, default_run_path
-
-    from mentor.corruptions import CORRUPTIONS, check
 
     start = time.time()
     check(list(corruptions) or CORRUPTIONS, severities)

@@ -1,9 +1,10 @@
-"""The run directory: what every run leaves behind (DESIGN.md, output contract).
+"""The run directory: what every run leaves behind, the output contract scripts read.
 
     config.toml    the resolved config, with the command that made it
     status.json    what the run is doing: running (stage, epoch, process id), completed,
                    failed (with the message) or interrupted; `mentor status DIR` reads it
-    history.csv    one row per epoch
+    history.csv    one row per epoch (teacher_history.csv, baseline_history.csv: theirs)
+    stages.json    the steps and seconds of stages finished before a resume
     checkpoints/   the whole training state every few epochs (written atomically); running
                    the same config into the same directory resumes from the newest
     *.keras        the final model(s)
@@ -26,6 +27,7 @@ import shlex
 import shutil
 import socket
 import sys
+import time
 
 import keras
 
@@ -69,6 +71,7 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.resumed = False
         self.runtime = {}  # devices and precision, once a recipe has chosen them
+        self.started = time.time()  # metrics.json's seconds count from here
         check_free_space(self.path, MIN_FREE_BYTES, "a run's checkpoints, models and report")
 
     def file(self, name: str) -> pathlib.Path:
@@ -78,6 +81,9 @@ class RunDir:
         """Record the resolved config. A directory that already holds one is an unfinished
         run: the same config resumes it (from its checkpoints), another is refused."""
         body = dumps(values)
+        command = " ".join(shlex.quote(a) for a in ["mentor", *sys.argv[1:]]) \
+            if os.path.basename(sys.argv[0]) == "mentor" else "(Python API)"
+        header = f"# resolved from {source}\n# command: {command}\n\n"
         existing = self.file("config.toml")
         status = read_status(self.path)
         if status.get("state") == "running" and status.get("pid") != os.getpid() \
@@ -89,7 +95,17 @@ class RunDir:
         # nothing to resume: the corrected command starts it afresh in the same directory.
         saved = any(self.checkpoints.rglob("*.npz")) or any(self.path.glob("*.keras"))
         if existing.is_file() and saved:
-            if _what_it_is(existing.read_text()) != _what_it_is(body):
+            try:
+                recorded = _what_it_is(existing.read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                # A config.toml cut short (a full disk, a copy interrupted) must not strand
+                # intact checkpoints: loading them checks them against the models' shapes,
+                # so a config that does not fit them still stops there, with a message.
+                print(f"mentor: warning: config.toml of {self.path} is damaged ({e}); "
+                      "rewritten with this run's config", file=sys.stderr, flush=True)
+                _atomic_write(existing, header + body)
+                recorded = _what_it_is(body)
+            if recorded != _what_it_is(body):
                 raise NotOurs(
                     f"{self.path} holds an unfinished run with another config "
                     "(config.toml): resume it with the same config and overrides, or choose "
@@ -99,14 +115,41 @@ class RunDir:
                   flush=True)
             self.mark("running")
             return
-        command = " ".join(shlex.quote(a) for a in ["mentor", *sys.argv[1:]]) \
-            if os.path.basename(sys.argv[0]) == "mentor" else "(Python API)"
-        header = f"# resolved from {source}\n# command: {command}\n\n"
         _atomic_write(self.file("config.toml"), header + body)
         self.mark("running")
 
     def mark(self, state: str, **info):
         mark(self.path, state, **info)
+
+    # A stage's checkpoint folder and history file: the main model's at the top (history.csv,
+    # checkpoints/), the student's in checkpoints/student with history.csv, the others
+    # prefixed by their name.
+    _STAGES = {"model": ("", "history.csv"), "student": ("student", "history.csv")}
+
+    def stage(self, name: str):
+        """The Stage (core.fit) `name` of this run trains in."""
+        from mentor.core.fit import Stage
+
+        folder, history = self._STAGES.get(name, (name, f"{name}_history.csv"))
+        return Stage(name, self.path, self.checkpoints / folder if folder else self.checkpoints,
+                     self.file(history))
+
+    def record_stage(self, name: str, **facts):
+        """Remember what a finished stage did (steps, seconds) in stages.json, for a run
+        resumed after it: the stage is not trained again, but its numbers still count."""
+        stages = self.stages()
+        stages[name] = facts
+        _atomic_write(self.file("stages.json"), json.dumps(stages, indent=2) + "\n")
+
+    def stages(self) -> dict:
+        try:
+            return json.loads(self.file("stages.json").read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            print(f"mentor: warning: {self.file('stages.json')} is damaged; the steps of "
+                  "stages finished before this resume are not counted", file=sys.stderr)
+            return {}
 
     def save_model(self, model: keras.Model, name: str) -> pathlib.Path:
         final = self.file(name)
@@ -167,8 +210,18 @@ def read_status(path) -> dict:
     path = pathlib.Path(path)
     try:
         status = json.loads((path / "status.json").read_text())
+        if not isinstance(status, dict):
+            raise TypeError(f"a JSON {type(status).__name__}, not an object")
     except FileNotFoundError:
         status = {"state": "unknown"} if (path / "config.toml").is_file() else {}
+    except (ValueError, TypeError, OSError) as e:  # JSONDecodeError, UnicodeDecodeError too
+        # A damaged status.json (cut short by a full disk or a copy) must not hide intact
+        # checkpoints: the run's files say what it can. metrics.json means completed (below);
+        # saved checkpoints or models, a run that stopped part-way and can be resumed.
+        print(f"mentor: warning: status.json of {path} is damaged ({e}); rebuilt from the "
+              "run's files", file=sys.stderr, flush=True)
+        saved = any((path / "checkpoints").rglob("*.npz")) or any(path.glob("*.keras"))
+        status = {"state": "interrupted" if saved else "unknown", "rebuilt": True}
     if (path / "metrics.json").is_file():
         status["state"] = "completed"
     elif status.get("state") == "running" and status.get("host") == socket.gethostname() \
@@ -229,7 +282,12 @@ def mark(run_path, state: str, **info):
     recorded: "running" (with stage and epoch as training goes), then "completed", "failed"
     (with the message) or "interrupted"."""
     path = pathlib.Path(run_path) / "status.json"
-    status = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        status = json.loads(path.read_text())
+    except (ValueError, OSError):  # none yet, or damaged (read_status warns of it): afresh
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
     now = datetime.datetime.now().isoformat(timespec="seconds")
     if state == "running" and status.get("state") != "running":
         status = {"started": now}
@@ -238,16 +296,6 @@ def mark(run_path, state: str, **info):
     if state != "failed":
         status.pop("message", None)
     _atomic_write(path, json.dumps(status, indent=2) + "\n")
-
-
-def run_of(checkpoints):
-    """The run directory a checkpoint directory (<run>/checkpoints[/<stage>]) belongs to,
-    or None."""
-    path = pathlib.Path(checkpoints).resolve()
-    for parent in (path, *path.parents[:1]):
-        if parent.name == "checkpoints" and (parent.parent / "config.toml").is_file():
-            return parent.parent
-    return None
 
 
 def _atomic_write(path: pathlib.Path, text: str):

@@ -11,7 +11,7 @@ each recipe on two devices against one.
 
 Mixed precision is Keras's dtype policy: layers compute in bfloat16 or float16 with float32
 variables; mentor's input rescaling, augmentations, logits, losses and softmaxes stay in
-float32 (models/_common.py, augment.py), and Keras scales float16 losses itself.
+float32 (models/_common.py, augment/), and Keras scales float16 losses itself.
 """
 
 from __future__ import annotations

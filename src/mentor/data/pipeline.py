@@ -18,8 +18,8 @@ the batches it would have seen.
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 
 from mentor.data.imageset import ImageSet
 from mentor.errors import MentorError

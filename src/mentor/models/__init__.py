@@ -9,7 +9,8 @@ backend both give models whose convolutions and batch norms run fused (fast_torc
 import dataclasses
 import inspect
 import os
-from typing import Callable, Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
@@ -77,6 +78,14 @@ def load_model(path, *, safe_mode=True):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MentorError(f"no such model file: {path}")
+    # Keras says "File not found" for a .keras file that is not a zip (cut short, or another
+    # format renamed), which sends the user looking for a file that is there. Legacy .h5
+    # files are HDF5, not zip, and Keras still loads them.
+    if not path.lower().endswith((".h5", ".hdf5")) and not zipfile.is_zipfile(path):
+        raise MentorError(
+            f"{path} is not a Keras .keras file (a .keras file is a zip archive); it may be "
+            "cut short or another format under that name. Copy it again whole, or save the "
+            "model with model.save('NAME.keras').")
     try:
         # compile=False: mentor only runs inference on loaded models, and a custom loss in
         # the file should not stop a user from evaluating it.
@@ -90,6 +99,12 @@ def load_model(path, *, safe_mode=True):
         raise MentorError(f"cannot load model {path}: {type(error).__name__}: {error}") from error
     accelerate(model)
     return model
+
+
+def check_spec(name, options):
+    """A known model name and option names it accepts (their values are checked by
+    building it)."""
+    _check_options(name, _spec(name), options)
 
 
 def _spec(name):
@@ -110,4 +125,5 @@ def _check_options(name, spec, options):
                 f"{spec.builder.__name__} accepts: {', '.join(spec.options()) or 'none'}")
 
 
-__all__ = ["MODELS", "ModelSpec", "accelerate", "build_model", "count_params", "load_model"]
+__all__ = ["MODELS", "ModelSpec", "accelerate", "build_model", "check_spec", "count_params",
+           "load_model"]

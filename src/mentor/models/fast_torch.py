@@ -20,7 +20,8 @@ convolution op and each plain BatchNormalization's call at those, per layer inst
   against the layers' own call;
 - anything else (subclasses such as BiT's StdConv2D, groups, dilation, masks, renorm,
   synchronized BN) keeps Keras's call, and on JAX and TensorFlow nothing changes: XLA and
-  TensorFlow already fuse these.
+  TensorFlow already fuse these;
+- MENTOR_FAST_TORCH=0 turns it off (mentor.compat).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ import types
 
 import keras
 
+from mentor.compat import fast_torch_enabled, flatten_layers
+
 
 def accelerate(model: keras.Model) -> int:
     """On the torch backend, swap in the fused ops for `model`'s plain Conv2D and
     BatchNormalization layers; returns how many layers were changed (0 elsewhere)."""
-    if keras.backend.backend() != "torch":
+    if keras.backend.backend() != "torch" or not fast_torch_enabled():
         return 0
     changed = 0
-    for layer in model._flatten_layers(include_self=False):
+    for layer in flatten_layers(model, include_self=False):
         if type(layer) is keras.layers.Conv2D and _plain_conv(layer):
             layer.convolution_op = types.MethodType(_conv_op, layer)
             changed += 1

@@ -1,15 +1,17 @@
-"""Recipes: one file each, a keras.Model subclass overriding compute_loss plus a `run`."""
+"""Recipes: one file each, its views, its loss (a core.trainer.Trainer) and its `run`.
+
+The recipe names are the keys of mentor.config.RECIPES, the one registry; recipe NAME lives
+in mentor.recipes.NAME and exposes run(config, out, name=...) -> metrics dict.
+"""
 
 from __future__ import annotations
 
 import importlib
 
-# recipe name → module; a module exposes run(config, out, name=...) -> metrics dict
-RECIPES = {"supervised": "mentor.recipes.supervised",
-           "consistency": "mentor.recipes.consistency",
-           "distill": "mentor.recipes.distill",
-           "adamatch": "mentor.recipes.adamatch"}
-
 
 def get_recipe(name: str):
-    return importlib.import_module(RECIPES[name])
+    from mentor.config import RECIPES
+
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
+    return importlib.import_module(f"mentor.recipes.{name}")

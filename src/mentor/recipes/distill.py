@@ -10,7 +10,7 @@ those images; labels are never used for training, only tracked:
 
 AdamW with decoupled weight decay on kernels only, linear warm-up then cosine to zero,
 global clip-norm 1.0. The paper's students need long schedules (thousands of epochs), so a
-run resumes exactly from its last checkpoint (mentor.training.resume_from).
+run resumes exactly from its last checkpoint (mentor.core.checkpoints).
 
 Why not `keras.distillation.Distiller` (Keras 3.15): its compute_loss runs the teacher on
 the step's raw input `x`, while the student's prediction comes from `call`; the shared
@@ -31,25 +31,30 @@ import keras
 import numpy as np
 
 from mentor import augment
-from mentor.config import DistillConfig, SupervisedConfig, dumps, to_dict
+from mentor.config import DistillConfig, DistillLossConfig
+from mentor.core.fit import train
+from mentor.core.optim import total_steps
+from mentor.core.run import (
+    accuracy,
+    build_for,
+    check_model_matches,
+    finish_run,
+    history_figures,
+    preflight,
+    start_run,
+)
+from mentor.core.trainer import Trainer, train_classifier
 from mentor.data.imageset import ImageSet
-from mentor.data.pipeline import prepare
+from mentor.data.pipeline import Batches, prepare
 from mentor.errors import MentorError
-from mentor.losses import cross_entropy, kl_divergence
+from mentor.losses import cross_entropy, kl_divergence, soft_target_kl
 from mentor.models import count_params
-from mentor.recipes.supervised import fit_classifier, get_teacher
-from mentor.report import plot_history, write_report
-from mentor.runs import RunDir, recorded
+from mentor.report import sample_grid
+from mentor.runs import recorded
 from mentor.runtime import predict
-from mentor.training import (WeightEMA, accuracy, build_for, check_model_matches,
-                             fit_student, start_run, total_steps)
+from mentor.teachers import get_teacher, teacher_file
 
-
-def distill_loss(teacher_logits, student_logits, temperature=1.0, t_squared=True):
-    """KL(teacher/T ‖ student/T) per example, × T² so the gradient's size does not depend on T
-    (Hinton et al. 2015 §2; big_vision's distill trainer)."""
-    kl = kl_divergence(teacher_logits, student_logits, temperature)
-    return kl * (temperature ** 2) if t_squared else kl
+# ----------------------------------------------------------------------------- views
 
 
 class SharedView(keras.layers.Layer):
@@ -72,64 +77,26 @@ class SharedView(keras.layers.Layer):
         return augment.mixup(view, self.seed_generator, per_image=self.mixup_per_image)
 
 
-class DistillTrainer(keras.Model):
-    """Frozen teacher and trainable student on one shared view; the loss is theirs alone."""
+def shared_view(config: DistillConfig, size: int) -> SharedView:
+    a = config.augment
+    return SharedView(size=size, area=tuple(a.crop_area), ratio=tuple(a.crop_ratio),
+                      flip=a.flip, mixup=a.mixup, mixup_per_image=a.mixup_per_image,
+                      seed=config.seed, name="view")
 
-    def __init__(self, student, teacher, view: SharedView, temperature=1.0, t_squared=True,
-                 ema_decay: float = 0.0, teacher_probabilities: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.student, self.teacher, self.view = student, teacher, view
-        self.teacher_probabilities = teacher_probabilities  # a softmax head: take its log
-        self.teacher.trainable = False  # out of the optimizer's list; BN stays in inference
-        self.temperature, self.t_squared = float(temperature), bool(t_squared)
-        self.ema = WeightEMA(student, ema_decay, name="ema") if ema_decay else None
-        self.kl_tracker = keras.metrics.Mean(name="kl")
-        self.agreement_tracker = keras.metrics.Mean(name="agreement")
-        self._stash = None  # (teacher logits, λ, partner) of the current step
 
-    def build(self, input_shape):
-        pass  # both models arrive built
+def crop_size(config: DistillConfig, data: ImageSet) -> int:
+    return config.augment.crop_size or data.image_shape[0]
 
-    def call(self, x, training=False):
-        if training:
-            images, weights, partner = self.view(x)
-        else:  # validation: plain images, and the teacher too, for val_kl and val_agreement
-            images = keras.ops.cast(x, "float32")
-            batch = keras.ops.shape(images)[0]
-            weights, partner = keras.ops.ones((batch,)), keras.ops.arange(batch, dtype="int32")
-        # The identical tensor goes to both models. The teacher runs in inference mode (its
-        # batch-norm statistics must not move); its logits are kept for compute_loss and
-        # compute_metrics, which Keras calls next in the same step (the same trace on JAX
-        # and TensorFlow).
-        teacher_logits = keras.ops.stop_gradient(self.teacher(images, training=False))
-        if self.teacher_probabilities:
-            teacher_logits = keras.ops.log(keras.ops.maximum(teacher_logits, 1e-12))
-        self._stash = (teacher_logits, weights, partner)
-        return self.student(images, training=training)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        teacher_logits = self._stash[0]
-        if training:
-            per_example = distill_loss(teacher_logits, y_pred, self.temperature,
-                                       self.t_squared)
-        else:  # validation: the student's cross-entropy on labelled images
-            per_example = cross_entropy(y, y_pred)
-        self.kl_tracker.update_state(kl_divergence(teacher_logits, y_pred))
-        agree = keras.ops.argmax(teacher_logits, -1) == keras.ops.argmax(y_pred, -1)
-        self.agreement_tracker.update_state(keras.ops.cast(agree, "float32"))
-        loss = keras.ops.mean(per_example)
-        if self.losses:
-            loss = loss + keras.ops.sum(self.losses)
-        if training and self.ema is not None:
-            self.ema.update()
-        return loss
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        # Labels are tracked, never trained on: on a mixed image the label that counts is
-        # the one of the image with the larger weight (λ = 1 in validation).
-        _, weights, partner = self._stash
-        y = keras.ops.where(weights >= 0.5, y, keras.ops.take(y, partner, axis=0))
-        return super().compute_metrics(x, y, y_pred, sample_weight)
+def eval_view(data: ImageSet | None, fraction: float, size: int, batch: int = 512):
+    """The test-time view: a central crop of `fraction` resized to `size` (identity when
+    fraction = 1 and the size already fits)."""
+    if data is None or (fraction >= 1.0 and data.image_shape[0] == size):
+        return data
+    parts = [keras.ops.convert_to_numpy(augment.central_crop(data.x[i:i + batch], fraction, size))
+             for i in range(0, len(data), batch)]
+    x = np.clip(np.rint(np.concatenate(parts)), 0, 255).astype(np.uint8)
+    return ImageSet(x, data.y, list(data.class_names), data.name)
 
 
 class Mirror(keras.layers.Layer):
@@ -149,22 +116,58 @@ def flip_averaged(teacher: keras.Model) -> keras.Model:
     return keras.Model(images, out, name=f"{teacher.name}_flip_averaged")
 
 
-# ----------------------------------------------------------------------------- data views
+# ----------------------------------------------------------------------------- loss
 
 
-def crop_size(config: DistillConfig, data: ImageSet) -> int:
-    return config.augment.crop_size or data.image_shape[0]
+class DistillTrainer(Trainer):
+    """Frozen teacher and trainable student on one shared view; the loss is theirs alone."""
+
+    def __init__(self, classifier, *, teacher, view: SharedView, loss: DistillLossConfig,
+                 teacher_probabilities: bool = False, ema: float = 0.0, **kwargs):
+        super().__init__(classifier, ema=ema, **kwargs)
+        self.teacher, self.view = teacher, view
+        self.teacher.trainable = False  # out of the optimizer's list; BN stays in inference
+        self.teacher_probabilities = teacher_probabilities  # a softmax head: take its log
+        self.temperature, self.t_squared = float(loss.temperature), bool(loss.t_squared)
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.agreement_tracker = keras.metrics.Mean(name="agreement")
+
+    def call(self, x, training=False):
+        if training:
+            images, weights, partner = self.view(x)
+        else:  # validation: plain images, and the teacher too, for val_kl and val_agreement
+            images = keras.ops.cast(x, "float32")
+            batch = keras.ops.shape(images)[0]
+            weights, partner = keras.ops.ones((batch,)), keras.ops.arange(batch, dtype="int32")
+        # The identical tensor goes to both models. The teacher runs in inference mode (its
+        # batch-norm statistics must not move).
+        teacher_logits = keras.ops.stop_gradient(self.teacher(images, training=False))
+        if self.teacher_probabilities:
+            teacher_logits = keras.ops.log(keras.ops.maximum(teacher_logits, 1e-12))
+        self.keep(teacher_logits=teacher_logits, weights=weights, partner=partner)
+        return self.classifier(images, training=training)
+
+    def objective(self, y, y_pred, training):
+        teacher_logits = self.kept["teacher_logits"]
+        if training:
+            per_example = soft_target_kl(teacher_logits, y_pred, self.temperature,
+                                         self.t_squared)
+        else:  # validation: the student's cross-entropy on labelled images
+            per_example = cross_entropy(y, y_pred)
+        self.kl_tracker.update_state(kl_divergence(teacher_logits, y_pred))
+        agree = keras.ops.argmax(teacher_logits, -1) == keras.ops.argmax(y_pred, -1)
+        self.agreement_tracker.update_state(keras.ops.cast(agree, "float32"))
+        return keras.ops.mean(per_example)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Labels are tracked, never trained on: on a mixed image the label that counts is
+        # the one of the image with the larger weight (λ = 1 in validation).
+        weights, partner = self.kept["weights"], self.kept["partner"]
+        y = keras.ops.where(weights >= 0.5, y, keras.ops.take(y, partner, axis=0))
+        return super().compute_metrics(x, y, y_pred, sample_weight)
 
 
-def eval_view(data: ImageSet | None, fraction: float, size: int, batch: int = 512):
-    """The test-time view: a central crop of `fraction` resized to `size` (identity when
-    fraction = 1 and the size already fits)."""
-    if data is None or (fraction >= 1.0 and data.image_shape[0] == size):
-        return data
-    parts = [keras.ops.convert_to_numpy(augment.central_crop(data.x[i:i + batch], fraction, size))
-             for i in range(0, len(data), batch)]
-    x = np.clip(np.rint(np.concatenate(parts)), 0, 255).astype(np.uint8)
-    return ImageSet(x, data.y, list(data.class_names), data.name)
+# ----------------------------------------------------------------------------- evaluation
 
 
 def logits(model, data: ImageSet, batch_size: int = 256, probabilities=False) -> np.ndarray:
@@ -189,6 +192,103 @@ def compare(teacher_logits: np.ndarray, student_logits: np.ndarray, labels) -> d
             "student_teacher_kl": float(np.mean(kl))}
 
 
+def check_pair(teacher: keras.Model, student: keras.Model):
+    """Teacher and student must predict the same classes from the same images."""
+    t, s = teacher.output_shape[-1], student.output_shape[-1]
+    if t != s:
+        raise MentorError(f"the teacher predicts {t} classes but the student {s}; "
+                          "distillation matches their outputs class by class, so both need "
+                          "the data's class count.")
+    if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
+        raise MentorError(f"the teacher takes images of shape {teacher.input_shape[1:]} but the "
+                          f"student {student.input_shape[1:]}; set augment.crop_size to the "
+                          "teacher's input size.")
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@recorded
+def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
+    run_dir, train_set, val, test = start_run(config, out, name)
+    size = crop_size(config, train_set)
+    preflight(config, train_set, size)
+    val_view, test_view = (eval_view(d, config.augment.eval_crop, size) for d in (val, test))
+
+    # A teacher trained here sees the student's input size.
+    teacher_train = prepare(train_set, size)
+    teacher = get_teacher(config, teacher_train, val_view, run_dir)
+    check_model_matches(teacher.model, test_view)
+    teacher_params = count_params(teacher.model, trainable_only=True)  # before it is frozen
+    teacher_model = teacher.model
+    if config.teacher.flip_average:
+        teacher_model = flip_averaged(teacher_model)
+        print("teacher: averaging its outputs on each view and its mirror image", flush=True)
+    probabilities = gives_probabilities(teacher_model, test_view)
+    if probabilities:
+        print("teacher: its outputs are probabilities (a softmax head); distilling from their "
+              "logarithms", flush=True)
+
+    student = build_for(config.model, train_set, size)
+    check_pair(teacher_model, student)
+    t = config.train
+    per_epoch, steps = total_steps(t, len(train_set))
+    trainer = DistillTrainer(student, teacher=teacher_model, view=shared_view(config, size),
+                             loss=config.loss, teacher_probabilities=probabilities, ema=t.ema)
+    print(f"student: {config.model.name} ({count_params(student, trainable_only=True):,} "
+          f"parameters) matches the teacher on shared crop"
+          f"{' + MixUp' if config.augment.mixup else ''} views for {steps} steps, "
+          f"T = {config.loss.temperature:g}", flush=True)
+    stage, started = run_dir.stage("student"), time.time()
+    train(trainer, lambda start: Batches(train_set, t.batch_size, steps=steps,
+                                         seed=config.seed + 2, start_step=start,
+                                         workers=config.data.workers),
+          stage, t, per_epoch=per_epoch, steps=steps,
+          validation=(val_view.x, val_view.y) if val_view is not None else None)
+    seconds = {"student_seconds": time.time() - started}
+    if teacher.steps:
+        seconds["teacher_seconds"] = teacher.seconds
+    run_dir.save_model(student, "student.keras")
+
+    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "steps": steps,
+               "teacher_steps": teacher.steps}
+    metrics.update(compare(logits(teacher_model, test_view, probabilities=probabilities),
+                           logits(student, test_view), test_view.y))
+    baseline_stage = None
+    if config.baseline.enabled:
+        started = time.time()
+        baseline = build_for(config.model, teacher_train)
+        print(f"baseline: the same student on the labels alone, {steps} steps", flush=True)
+        baseline_stage = run_dir.stage("baseline")
+        train_classifier(baseline, teacher_train,
+                         prepare(val, size) if val is not None else None, baseline_stage,
+                         augment_cfg=config.baseline.augment, train_cfg=t, seed=config.seed,
+                         workers=config.data.workers)
+        seconds["baseline_seconds"] = time.time() - started
+        run_dir.save_model(baseline, "baseline.keras")
+        metrics["student_labels_only_acc"] = accuracy(baseline, test_view)
+    metrics.update(teacher_params=teacher_params,
+                   student_params=count_params(student, trainable_only=True),
+                   train_images=len(train_set), test_images=len(test))
+
+    figures = history_figures(run_dir, [
+        ("Student training: KL to the teacher, agreement with it on the shared views, and "
+         "validation accuracy", stage),
+        ("Teacher training (labels)", teacher.stage),
+        ("Baseline training (labels)", baseline_stage)])
+    figures.append(("Test accuracy side by side", compare_bars(
+        metrics, run_dir.file("accuracy.png")).name))
+    shown = train_set.x[np.random.default_rng(config.seed).choice(len(train_set), 8, replace=False)]
+    view, _, _ = trainer.view(shown)
+    figures.append(("The shared view: teacher and student see exactly these images",
+                    sample_grid({"input": shown,
+                                 "shared view": keras.ops.convert_to_numpy(view)},
+                                run_dir.file("views.png")).name))
+    metrics.update({key: round(value, 1) for key, value in seconds.items()})
+    return finish_run(run_dir, config, f"{name}: distillation by function matching", metrics,
+                      figures)
+
+
 def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = False) -> dict:
     """A finished distill run's teacher (flip-averaged when the run's was), student and
     labels-only student on another data source, under metrics.json's keys and the run's own
@@ -197,7 +297,6 @@ def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = Fal
     from mentor.config import load_config
     from mentor.data.sources import load_source
     from mentor.models import load_model
-    from mentor.recipes.supervised import teacher_file
 
     path = pathlib.Path(path)
     if not (path / "config.toml").is_file():
@@ -234,126 +333,6 @@ def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = Fal
     if (path / "baseline.keras").is_file():
         metrics["student_labels_only_acc"] = accuracy(
             load_model(path / "baseline.keras", safe_mode=not unsafe), view, batch_size)
-    return metrics
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def check_pair(teacher: keras.Model, student: keras.Model):
-    """Teacher and student must predict the same classes from the same images."""
-    t, s = teacher.output_shape[-1], student.output_shape[-1]
-    if t != s:
-        raise MentorError(f"the teacher predicts {t} classes but the student {s}; "
-                          "distillation matches their outputs class by class, so both need "
-                          "the data's class count.")
-    if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
-        raise MentorError(f"the teacher takes images of shape {teacher.input_shape[1:]} but the "
-                          f"student {student.input_shape[1:]}; set augment.crop_size to the "
-                          "teacher's input size.")
-
-
-def train_student(config: DistillConfig, teacher, train, val, run: RunDir,
-                  teacher_probabilities: bool = False):
-    size = crop_size(config, train)
-    student = build_for(config.model, train, size)
-    check_pair(teacher, student)
-    a, t = config.augment, config.train
-    view = SharedView(size=size, area=tuple(a.crop_area), ratio=tuple(a.crop_ratio),
-                      flip=a.flip, mixup=a.mixup, mixup_per_image=a.mixup_per_image,
-                      seed=config.seed, name="view")
-    trainer = DistillTrainer(student, teacher, view, config.loss.temperature,
-                             config.loss.t_squared, ema_decay=t.ema,
-                             teacher_probabilities=teacher_probabilities)
-    print(f"student: {config.model.name} ({count_params(student, trainable_only=True):,} "
-          f"parameters) matches the teacher on shared crop{' + MixUp' if a.mixup else ''} "
-          f"views for {total_steps(t, len(train))[1]} steps, "
-          f"T = {config.loss.temperature:g}", flush=True)
-    steps = fit_student(trainer, teacher, train, val, run, t, seed=config.seed + 2,
-                        workers=config.data.workers)
-    return student, trainer, steps
-
-
-def train_baseline(config: DistillConfig, train, val, run: RunDir):
-    """The same student, steps and optimizer, on the labels alone; `train` and `val` come
-    at the student's input size."""
-    t = config.train
-    baseline_config = SupervisedConfig(seed=config.seed, data=config.data, model=config.model,
-                                       augment=config.baseline.augment, train=t)
-    model = build_for(config.model, train)
-    print(f"baseline: the same student on the labels alone, {total_steps(t, len(train))[1]} "
-          "steps", flush=True)
-    trainer, _ = fit_classifier(baseline_config, model, train, val, run=run,
-                                prefix="baseline_")
-    if trainer.ema is not None:
-        trainer.ema.copy_to_model()
-    return model
-
-
-@recorded
-def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
-    start = time.time()
-    run_dir, train, val, test = start_run(config, out, name)
-    size = crop_size(config, train)
-    val_view, test_view = (eval_view(d, config.augment.eval_crop, size) for d in (val, test))
-
-    # A teacher trained here sees the student's input size.
-    teacher_train = prepare(train, size)
-    stage = time.time()
-    teacher, teacher_steps, _ = get_teacher(config, teacher_train, val_view, run_dir)
-    seconds = {"teacher_seconds": time.time() - stage}  # ~0 for a loaded teacher
-    check_model_matches(teacher, test_view)
-    teacher_params = count_params(teacher, trainable_only=True)  # before it is frozen
-    if config.teacher.flip_average:
-        teacher = flip_averaged(teacher)
-        print("teacher: averaging its outputs on each view and its mirror image", flush=True)
-    probabilities = gives_probabilities(teacher, test_view)
-    if probabilities:
-        print("teacher: its outputs are probabilities (a softmax head); distilling from their "
-              "logarithms", flush=True)
-    stage = time.time()
-    student, trainer, steps = train_student(config, teacher, train, val_view, run_dir,
-                                            probabilities)
-    seconds["student_seconds"] = time.time() - stage
-    run_dir.save_model(student, "student.keras")
-
-    t_logits = logits(teacher, test_view, probabilities=probabilities)
-    s_logits = logits(student, test_view)
-    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "steps": steps,
-               "teacher_steps": teacher_steps}
-    metrics.update(compare(t_logits, s_logits, test_view.y))
-    if config.baseline.enabled:
-        stage = time.time()
-        baseline = train_baseline(config, teacher_train,
-                                  prepare(val, size) if val is not None else None, run_dir)
-        seconds["baseline_seconds"] = time.time() - stage
-        run_dir.save_model(baseline, "baseline.keras")
-        metrics["student_labels_only_acc"] = accuracy(baseline, test_view)
-    metrics.update(teacher_params=teacher_params,
-                   student_params=count_params(student, trainable_only=True),
-                   train_images=len(train), test_images=len(test))
-
-    figures = [("Student training: KL to the teacher, agreement with it on the shared views, "
-                "and validation accuracy", plot_history(
-                    run_dir.file("history.csv"), run_dir.file("curves.png"), "student").name)]
-    for who in ("teacher", "baseline"):
-        if run_dir.file(f"{who}_history.csv").exists():
-            figures.append((f"{who.capitalize()} training (labels)", plot_history(
-                run_dir.file(f"{who}_history.csv"), run_dir.file(f"{who}_curves.png"),
-                who).name))
-    figures.append(("Test accuracy side by side", compare_bars(
-        metrics, run_dir.file("accuracy.png")).name))
-    shown = train.x[np.random.default_rng(config.seed).choice(len(train), 8, replace=False)]
-    view, _, _ = trainer.view(shown)
-    figures.append(("The shared view: teacher and student see exactly these images",
-                    augment.sample_grid({"input": shown,
-                                         "shared view": keras.ops.convert_to_numpy(view)},
-                                        run_dir.file("views.png")).name))
-    metrics["seconds"] = round(time.time() - start, 1)
-    metrics.update({key: round(value, 1) for key, value in seconds.items()})
-    write_report(run_dir.file("report.html"), f"{name}: distillation by function matching",
-                 metrics, figures, dumps(to_dict(config)))
-    run_dir.write_metrics(metrics)
     return metrics
 
 

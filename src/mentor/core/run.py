@@ -1,0 +1,145 @@
+"""The start and the end of every run: the run directory, the seed, the data and the models
+checked before any training step (`start_run`, `preflight`), and the report and metrics
+written last (`finish_run`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from mentor.data.imageset import ImageSet
+from mentor.errors import MentorError
+from mentor.runtime import predict
+
+
+def start_run(config, out, name: str):
+    """What every recipe does first: the run directory, the seed, the resolved config, and
+    the data. Returns (run_dir, train, val, test)."""
+    from mentor.config import to_dict
+    from mentor.data.splits import load_splits
+    from mentor.runs import RunDir
+
+    run_dir = out if isinstance(out, RunDir) else RunDir(out)
+    keras.utils.set_random_seed(config.seed)
+    run_dir.write_config(to_dict(config), name)
+    train, val, test = load_splits(config.data, config.seed)
+    print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
+          f"of {train.image_shape}, {train.num_classes} classes", flush=True)
+    return run_dir, train, val, test
+
+
+def build_for(model_config, data: ImageSet, image_size: int = 0, *,
+              key: str = "model") -> keras.Model:
+    """The configured model, sized for `data`'s classes, image size (or `image_size`, e.g.
+    a crop's) and channels. A builder that cannot make it (an option out of its range)
+    is reported as the config key `key` at fault."""
+    from mentor.models import build_model
+
+    size = image_size or data.image_shape[0]
+    try:
+        return build_model(model_config.name, num_classes=data.num_classes, image_size=size,
+                           channels=data.image_shape[2], **model_config.options)
+    except MentorError:
+        raise
+    except Exception as error:  # the builders' own checks and Keras's: ValueError, TypeError…
+        raise MentorError(
+            f"[{key}] {model_config.name} with options {model_config.options} cannot be "
+            f"built for {size}×{size}×{data.image_shape[2]} images: {error}. Change "
+            f"{key}.options or {key}.name.") from None
+
+
+def preflight(config, train: ImageSet, image_size: int = 0):
+    """Build every model this run will train (the model, its baselines' twin, a teacher
+    trained here) and every augmentation before the first training step, so that a bad
+    value fails in the first seconds, not after a teacher has trained. The global seed is
+    set again afterwards: what trains next starts from the same random state as if nothing
+    had been built."""
+    from mentor.config import quietly
+
+    with quietly():  # checking a key is not using it (config.record_reads)
+        _preflight(config, train, image_size)
+    keras.utils.set_random_seed(config.seed)
+
+
+def _preflight(config, train, image_size):
+    from mentor import augment
+
+    models = [("model", config.model)]
+    teacher = getattr(config, "teacher", None)
+    if teacher is not None and not teacher.path:
+        models.append(("teacher.model", teacher.model))
+    for key, spec in models:
+        build_for(spec, train, image_size, key=key)
+    for key, section in _augment_sections(config):
+        augment.from_config(section, 0)
+    for key, cfg in [("train", config.train)] + (
+            [("teacher.train", teacher.train)] if teacher is not None and not teacher.path
+            else []):
+        if cfg.batch_size > len(train):
+            raise MentorError(
+                f"{key}.batch_size = {cfg.batch_size} is larger than the {len(train)} "
+                f"training images: each batch would repeat images. Lower {key}.batch_size "
+                f"to at most {len(train)}, or add data.")
+
+
+def _augment_sections(config, prefix=""):
+    from mentor.config import AugmentConfig
+
+    for f in dataclasses.fields(config):
+        value = vars(config)[f.name]
+        if isinstance(value, AugmentConfig):
+            yield prefix + f.name, value
+        elif dataclasses.is_dataclass(value):
+            yield from _augment_sections(value, f"{prefix}{f.name}.")
+
+
+def check_model_matches(model: keras.Model, data: ImageSet):
+    """The model's class count and input shape must fit the data."""
+    classes = model.output_shape[-1]
+    if classes < data.num_classes or int(data.y.max()) >= classes:
+        raise MentorError(
+            f"the model predicts {classes} classes but {data.name} has {data.num_classes} "
+            f"(labels up to {int(data.y.max())}); use a model trained on the same classes."
+        )
+    want = tuple(model.input_shape[1:])
+    if None not in want and want != data.image_shape:
+        raise MentorError(
+            f"the model takes images of shape {want} but {data.name} has {data.image_shape}; "
+            "prepare the data to the model's image_size and channels."
+        )
+
+
+def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float:
+    logits = predict(model, data.x, batch_size)
+    return float(np.mean(np.argmax(logits, axis=-1) == data.y))
+
+
+def history_figures(run_dir, stages) -> list[tuple[str, str]]:
+    """One training-curve figure per stage that trained in this run: (caption, file)."""
+    from mentor.report import plot_history
+
+    figures = []
+    for caption, stage in stages:
+        if stage is None or stage.history is None or not stage.history.is_file():
+            continue
+        png = run_dir.file(stage.history.name.replace("history.csv", "curves.png"))
+        title = "training" if stage.name == "model" else stage.name
+        figures.append((caption, plot_history(stage.history, png, title).name))
+    return figures
+
+
+def finish_run(run_dir, config, title: str, metrics: dict, figures) -> dict:
+    """The end of every run: the total time into `metrics`, report.html (the per-cell
+    corruption accuracies stay in metrics.json only), then metrics.json, written last so
+    it exists only for completed runs."""
+    from mentor.config import dumps, to_dict
+    from mentor.report import write_report
+
+    metrics["seconds"] = round(time.time() - run_dir.started, 1)
+    shown = {k: v for k, v in metrics.items() if "/" not in k}
+    write_report(run_dir.file("report.html"), title, shown, figures, dumps(to_dict(config)))
+    run_dir.write_metrics(metrics)
+    return metrics

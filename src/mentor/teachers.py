@@ -1,0 +1,69 @@
+"""Getting the teacher of `consistency` and `distill`: a `.keras` file, the directory of a
+finished run, the teacher this run trained before it was interrupted, or one trained now
+with the [teacher.*] sections and saved as teacher.keras at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+
+import keras
+
+from mentor.core.run import build_for, check_model_matches
+from mentor.core.trainer import train_classifier
+from mentor.errors import MentorError
+from mentor.models import count_params, load_model
+
+
+@dataclasses.dataclass
+class Teacher:
+    model: keras.Model
+    steps: int = 0  # optimizer steps it trained in this run (0: loaded from teacher.path)
+    seconds: float = 0.0
+    initial_weights: list | None = None  # before training, when trained in this process
+    stage: object = None  # the core.fit.Stage it trained in, None when loaded
+
+
+def teacher_file(path) -> pathlib.Path:
+    """A teacher named by a .keras path or by a mentor run directory."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("model.keras", "student.keras", "teacher.keras"):
+        if (path / name).is_file():
+            return path / name
+    raise MentorError(f"{path} is a directory without model.keras (or student.keras): give "
+                      "the .keras file itself, or the directory of a completed mentor run.")
+
+
+def get_teacher(config, train, val, run, *, unsafe: bool = False) -> Teacher:
+    """The teacher: loaded from teacher.path, else the one this run trained before (its
+    teacher.keras, after a resume), else trained here by the plain labelled step and saved as
+    teacher.keras, so that a resumed run does not train it again."""
+    t = config.teacher
+    if t.path:
+        teacher = load_model(teacher_file(t.path), safe_mode=not unsafe)
+        check_model_matches(teacher, train)
+        return Teacher(teacher)
+    stage = run.stage("teacher")
+    if run.file("teacher.keras").is_file():
+        teacher = load_model(run.file("teacher.keras"), safe_mode=not unsafe)
+        check_model_matches(teacher, train)
+        record = run.stages().get("teacher", {})
+        print(f"teacher: loaded {run.file('teacher.keras')}, trained earlier in this run",
+              flush=True)
+        return Teacher(teacher, record.get("steps", 0), record.get("seconds", 0.0),
+                       stage=stage)
+    start = time.time()
+    teacher = build_for(t.model, train, key="teacher.model")
+    initial = teacher.get_weights()
+    print(f"teacher: training {t.model.name} ({count_params(teacher, trainable_only=True):,} "
+          "parameters) with labels", flush=True)
+    trainer = train_classifier(teacher, train, val, stage, augment_cfg=t.augment,
+                               train_cfg=t.train, seed=config.seed,
+                               workers=config.data.workers)
+    run.save_model(teacher, "teacher.keras")
+    seconds = round(time.time() - start, 1)
+    run.record_stage("teacher", steps=trainer.steps, seconds=seconds)
+    return Teacher(teacher, trainer.steps, seconds, initial, stage)
