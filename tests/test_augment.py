@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
+from conftest import as_numpy
 from keras import ops
 from PIL import Image, ImageEnhance, ImageOps
 
@@ -16,10 +17,6 @@ from mentor.errors import MentorError
 from mentor.report import sample_grid
 
 neutral = pytest.mark.neutral
-
-
-def as_numpy(x):
-    return ops.convert_to_numpy(x)
 
 
 def integer_images(shape, seed=0):
@@ -552,7 +549,6 @@ def test_layers_survive_a_keras_file(tmp_path):
 
 @neutral
 def test_layers_run_inside_fit():
-    # fit traces the layers (jit on JAX): per-image randomness must survive compilation.
     model = keras.Sequential([keras.Input((16, 16, 3)), *layers(), keras.layers.Flatten(),
                               keras.layers.Dense(2)])
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -560,6 +556,32 @@ def test_layers_run_inside_fit():
     history = model.fit(integer_images((8, 16, 16, 3)), np.arange(8) % 2, batch_size=4,
                         epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+class _Augmenting(keras.Model):
+    """Runs one augmentation layer in training mode inside predict, which Keras compiles
+    (jit on JAX, tf.function on TensorFlow)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def call(self, x):
+        return self.layer(x, training=True)
+
+
+@neutral
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["weak", "strong", "inception_crop"])
+def test_per_image_randomness_survives_compilation(index):
+    """Eight copies of one image in one compiled batch come out as different views, and the
+    next batch draws new ones: a trace that froze the draws would repeat them."""
+    model = _Augmenting(layers()[index])
+    same = np.repeat(integer_images((1, 16, 16, 3)), 8, axis=0)
+    first = model.predict(same, batch_size=8, verbose=0)
+    second = model.predict(same, batch_size=8, verbose=0)
+    distinct = {first[i].tobytes() for i in range(8)}
+    assert len(distinct) >= 4, f"only {len(distinct)} distinct views of 8 copies"
+    assert not np.array_equal(first, second)
 
 
 @neutral

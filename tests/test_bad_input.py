@@ -12,6 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import write_npz
 
 from mentor import MentorError
 from mentor.cli import main
@@ -48,11 +49,6 @@ def model(tmp_path):
     path = tmp_path / "m.keras"
     keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                       keras.layers.Dense(10)]).save(path)
-    return path
-
-
-def npz(path, **arrays):
-    np.savez(path, **arrays)
     return path
 
 
@@ -219,13 +215,13 @@ def test_npz_nan_count_is_of_images_with_any_nan_pixel(capsys, model, tmp_path):
     x = np.random.default_rng(0).random((60, 8, 8, 1)).astype("float32")
     x[:33, 0, 0, 0] = np.nan  # one bad pixel in each of 33 images
     x[40, 1, 1, 0] = np.inf
-    data = npz(tmp_path / "nan.npz", x=x, y=np.arange(60) % 3)
+    data = write_npz(tmp_path / "nan.npz", x=x, y=np.arange(60) % 3)
     code, _, err = run_cli(capsys, "evaluate", model, "--data", data)
     refused(code, err, "34 image(s) contain NaN or infinite pixels")
 
 
 def test_empty_npz_says_it_holds_no_images(capsys, model, tmp_path):
-    data = npz(tmp_path / "empty.npz", x=np.zeros((0, 8, 8, 1), np.uint8), y=np.zeros(0, int))
+    data = write_npz(tmp_path / "empty.npz", x=np.zeros((0, 8, 8, 1), np.uint8), y=np.zeros(0, int))
     code, _, err = run_cli(capsys, "evaluate", model, "--data", data)
     refused(code, err, "empty.npz holds no images", "(0, 8, 8, 1)")
     assert "selection" not in err
@@ -248,13 +244,13 @@ def test_evaluate_a_keras_file_that_is_not_a_zip_says_so(capsys, tmp_path):
 def test_one_stray_label_is_refused_not_trained_as_a_thousand_classes(capsys, model, tmp_path):
     y = np.arange(60) % 3
     y[7] = 1000
-    data = npz(tmp_path / "stray.npz", x=np.zeros((60, 8, 8, 1), np.uint8), y=y)
+    data = write_npz(tmp_path / "stray.npz", x=np.zeros((60, 8, 8, 1), np.uint8), y=y)
     code, _, err = run_cli(capsys, "evaluate", model, "--data", data)
     refused(code, err, "stray.npz", "largest label is 1000", "1 image(s)", "0..K-1")
 
 
 def test_negative_labels_are_refused(capsys, model, tmp_path):
-    data = npz(tmp_path / "neg.npz", x=np.zeros((6, 8, 8, 1), np.uint8),
+    data = write_npz(tmp_path / "neg.npz", x=np.zeros((6, 8, 8, 1), np.uint8),
                y=np.array([0, 1, 2, -1, 1, 0]))
     code, _, err = run_cli(capsys, "evaluate", model, "--data", data)
     refused(code, err, "neg.npz", "≥ 0", "-1")
@@ -272,7 +268,7 @@ def test_sparse_labels_are_refused_from_arrays_too():
 def test_a_selection_of_few_classes_keeps_the_file_class_ids(tmp_path):
     from mentor.data.sources import load_source
 
-    data = npz(tmp_path / "few.npz", x=np.zeros((6, 8, 8), np.uint8),
+    data = write_npz(tmp_path / "few.npz", x=np.zeros((6, 8, 8), np.uint8),
                y=np.array([0, 1, 2, 2, 3, 4]), part=np.array([0, 0, 1, 1, 0, 0]))
     part = load_source(f"{data}?part=1")  # keeps only label 2 of the file's 0..4
     assert part.y.tolist() == [2, 2] and part.num_classes == 5

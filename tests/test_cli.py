@@ -12,6 +12,7 @@ import urllib.error
 import keras
 import numpy as np
 import pytest
+from conftest import write_npz
 
 from mentor.cli import main
 
@@ -70,12 +71,6 @@ def test_evaluate_resizes_data_to_the_model(capsys, tmp_path):
     assert code == 0 and "5000 images" in out
 
 
-def npz(tmp_path, name, **arrays):
-    path = tmp_path / name
-    np.savez(path, **arrays)
-    return str(path)
-
-
 def bad_inputs(tmp_path):
     """(argv, words the message must contain) for each bad input."""
     ok_x = np.zeros((20, 8, 8), np.uint8)
@@ -107,19 +102,19 @@ def bad_inputs(tmp_path):
     (unfinished / "checkpoints" / "epoch-0001.npz").write_bytes(b"")
     robust = ["robustness", str(small_model(tmp_path)), "--data", "embedded:digits"]
     return {
-        "npz without y": (train + [f"data.train={npz(tmp_path, 'noy.npz', x=ok_x)}"],
+        "npz without y": (train + [f"data.train={write_npz(tmp_path / 'noy.npz', x=ok_x)}"],
                           ["no", "'y'"]),
-        "npz without x": (train + [f"data.train={npz(tmp_path, 'nox.npz', y=ok_y)}"],
+        "npz without x": (train + [f"data.train={write_npz(tmp_path / 'nox.npz', y=ok_y)}"],
                           ["no", "'x'"]),
         "labels out of range for the train classes": (
-            train + [f"data.train={npz(tmp_path, 'tr.npz', x=ok_x, y=ok_y)}",
-                     "--set", f"data.test={npz(tmp_path, 'te.npz', x=ok_x, y=np.arange(20) % 7)}"],
+            train + [f"data.train={write_npz(tmp_path / 'tr.npz', x=ok_x, y=ok_y)}",
+                     "--set", f"data.test={write_npz(tmp_path / 'te.npz', x=ok_x, y=np.arange(20) % 7)}"],
             ["label space"]),
-        "negative labels": (train + [f"data.train={npz(tmp_path, 'neg.npz', x=ok_x, y=ok_y - 1)}"],
+        "negative labels": (train + [f"data.train={write_npz(tmp_path / 'neg.npz', x=ok_x, y=ok_y - 1)}"],
                             ["≥ 0"]),
-        "NaN images": (train + [f"data.train={npz(tmp_path, 'nan.npz', x=np.full((20, 8, 8), np.nan), y=ok_y)}"],
+        "NaN images": (train + [f"data.train={write_npz(tmp_path / 'nan.npz', x=np.full((20, 8, 8), np.nan), y=ok_y)}"],
                        ["NaN"]),
-        "wrong-rank images": (train + [f"data.train={npz(tmp_path, 'rank.npz', x=np.zeros((20, 64)), y=ok_y)}"],
+        "wrong-rank images": (train + [f"data.train={write_npz(tmp_path / 'rank.npz', x=np.zeros((20, 64)), y=ok_y)}"],
                               ["N×H×W"]),
         "unknown preset": (["train", "dmeo"], ["unknown preset", "demo"]),
         "unknown config key": (train + ["train.epoch=3"], ["unknown config key", "train.epochs"]),
@@ -131,7 +126,7 @@ def bad_inputs(tmp_path):
         "missing data file": (train + [f"data.train={tmp_path / 'missing.npz'}"],
                               ["missing.npz"]),
         "unknown source": (train + ["data.train=imagenet:train"], ["not a data source"]),
-        "too few labels for a split": (train + [f"data.train={npz(tmp_path, 'tiny.npz', x=ok_x[:2], y=ok_y[:2])}"],
+        "too few labels for a split": (train + [f"data.train={write_npz(tmp_path / 'tiny.npz', x=ok_x[:2], y=ok_y[:2])}"],
                                        ["empty"]),
         "missing config file": (["train", str(tmp_path / "nope.toml")], ["no such config file"]),
         "unwritable output directory": (["train", "demo", "--out", str(a_file / "run")],
@@ -174,9 +169,10 @@ def bad_inputs(tmp_path):
     }
 
 
-@pytest.fixture
-def catalogue(tmp_path):
-    return bad_inputs(tmp_path)
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    """Built once for all cases: no case writes into the catalogue's files."""
+    return bad_inputs(tmp_path_factory.mktemp("catalogue"))
 
 
 

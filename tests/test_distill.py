@@ -376,7 +376,7 @@ def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_fr
 
 def test_evaluating_a_run_directory_names_what_is_missing(tmp_path):
     from mentor.config import dumps, to_dict
-    from mentor.recipes.distill import evaluate_run
+    from mentor.evaluate import evaluate_distill_run as evaluate_run
 
     run = tmp_path / "run"
     run.mkdir()

@@ -133,3 +133,11 @@ def test_layers_it_cannot_fuse_keep_keras_call():
     ])
     assert accelerate(model) == 1
     assert "convolution_op" in model.layers[-1].__dict__
+
+
+def test_the_fast_path_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("MENTOR_FAST_TORCH", "0")
+    model = build_model("small_cnn", num_classes=3, image_size=8, channels=1, width=4)
+    convs = [l for l in model.layers if type(l) is keras.layers.Conv2D]
+    assert convs and all("convolution_op" not in vars(l) for l in convs)  # Keras's own op
+    assert accelerate(model) == 0

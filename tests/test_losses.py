@@ -2,17 +2,13 @@
 
 import math
 
-import keras
 import numpy as np
 import pytest
+from conftest import as_numpy as np_
 
 from mentor.losses import consistency_loss, cross_entropy, kl_divergence
 
 pytestmark = pytest.mark.neutral
-
-
-def np_(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def test_cross_entropy_by_hand():

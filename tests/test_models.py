@@ -173,7 +173,12 @@ def test_load_model_missing_file(tmp_path):
 
 
 def test_load_model_unreadable_file_gives_keras_reason(tmp_path):
+    """A zip archive that holds no Keras model: Keras's own reason is passed on. (A file that
+    is no zip at all is refused before Keras: tests/test_bad_input.py.)"""
+    import zipfile
+
     path = tmp_path / "broken.keras"
-    path.write_bytes(b"not a zip archive")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
     with pytest.raises(MentorError, match=f"cannot load model {re.escape(str(path))}: .+"):
         load_model(path)

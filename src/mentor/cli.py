@@ -74,9 +74,9 @@ def _evaluate(args):
     if args.json:  # refused now, not after minutes of evaluation whose result would be lost
         _check_writable_file(args.json, "--json")
     if os.path.isdir(args.model):  # a distill run: its three models side by side
-        from mentor.recipes.distill import evaluate_run
+        from mentor.evaluate import evaluate_distill_run
 
-        metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size,
+        metrics = evaluate_distill_run(args.model, args.data, batch_size=args.batch_size,
                                unsafe=args.unsafe)
         print(f"{metrics['images']} images of {args.data}:")
         for key in ("teacher_acc", "student_acc", "student_labels_only_acc",

