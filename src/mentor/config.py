@@ -142,8 +142,15 @@ class DataConfig(Section):
 
 @dataclass
 class ModelConfig(Section):
-    name: str = "small_cnn"  # see `mentor.models.MODELS`; checked at load
+    # a zoo name (mentor.models.MODELS), keras.applications:NAME, or PATH.keras to start from
+    name: str = "small_cnn"
     options: dict = field(default_factory=dict)  # the builder's; names checked at load
+    # "" → random initialisation; "imagenet" (keras.applications); or a weights file
+    weights: str = ""
+    # the pixels a PATH.keras model was trained on, built into it: raw 0..255, unit [0, 1],
+    # symmetric [-1, 1], imagenet (mean/std); zoo and keras.applications models know theirs
+    input_scale: Literal["raw", "unit", "symmetric", "imagenet"] = "raw"
+    freeze_bn: bool = False  # batch norm of the model kept in inference mode (fine-tuning)
 
 
 @dataclass
@@ -186,6 +193,9 @@ class TrainConfig(Section):
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
     warmup_steps: int = at_least(0, 0)
     clipnorm: float = at_least(0.0, 0)  # global gradient-norm clip; 0 → off
+    # learning rate of the pretrained part (all but the "logits" head) × this; 0.1 is the
+    # domain-adaptation literature's usual value, 0 freezes it
+    backbone_lr_scale: float = at_least(1.0, 0)
     label_smoothing: float = unit(0.0)
     ema: float = unit(0.0)  # decay of the weight average used for evaluation; 0 → off
     swa_start: float = unit(0.0)  # fraction of epochs after which SWA averages; 0 → off
@@ -219,6 +229,9 @@ class TeacherConfig(Section):
     # A .keras file or a mentor run directory (its model.keras); "" → train the teacher first
     # with the plain labelled step on the same data, using the sections below.
     path: str = ""
+    # the pixels the teacher at `path` expects, built in front of it: raw 0..255, unit [0, 1],
+    # symmetric [-1, 1] or imagenet (mean/std)
+    input_scale: Literal["raw", "unit", "symmetric", "imagenet"] = "raw"
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -417,7 +430,7 @@ def _check_model(section: "ModelConfig", key: str):
     from mentor.models import check_spec
 
     try:
-        check_spec(section.name, section.options)
+        check_spec(section.name, section.options, section.weights, section.input_scale)
     except MentorError as error:
         raise MentorError(f"[{key}] {error}") from None
 

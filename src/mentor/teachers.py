@@ -14,6 +14,8 @@ from mentor.core.run import build_for, check_model_matches
 from mentor.core.trainer import train_classifier
 from mentor.errors import MentorError
 from mentor.models import count_params, load_model
+from mentor.models.scales import scaled
+from mentor.objects import MODEL_PREFIX, lookup
 
 
 @dataclasses.dataclass
@@ -37,13 +39,41 @@ def teacher_file(path) -> pathlib.Path:
                       "the .keras file itself, or the directory of a completed mentor run.")
 
 
+def is_saved_model(path) -> bool:
+    return (pathlib.Path(path) / "saved_model.pb").is_file()
+
+
+def load_saved_model(path, image_shape) -> keras.Model:
+    """A TensorFlow SavedModel (the keras-io distillation example's teacher format) as a
+    Keras model, through keras.layers.TFSMLayer: TensorFlow backend only."""
+    if keras.backend.backend() != "tensorflow":
+        raise MentorError(
+            f"{path} is a TensorFlow SavedModel, which Keras runs on the TensorFlow backend "
+            "only: run with KERAS_BACKEND=tensorflow, or convert it once there (load it with "
+            "keras.layers.TFSMLayer in a keras.Model and save that as a .keras file).")
+    images = keras.Input(image_shape, name="images")
+    out = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")(images)
+    if isinstance(out, dict):
+        if len(out) != 1:
+            raise MentorError(f"{path} has {len(out)} outputs ({', '.join(out)}); a teacher "
+                              "gives one vector of class scores.")
+        out = next(iter(out.values()))
+    return keras.Model(images, out, name="saved_model_teacher")
+
+
 def get_teacher(config, train, val, run, *, unsafe: bool = False) -> Teacher:
     """The teacher: loaded from teacher.path, else the one this run trained before (its
     teacher.keras, after a resume), else trained here by the plain labelled step and saved as
     teacher.keras, so that a resumed run does not train it again."""
     t = config.teacher
     if t.path:
-        teacher = load_model(teacher_file(t.path), safe_mode=not unsafe)
+        if t.path.startswith(MODEL_PREFIX):  # a keras.Model given from Python (mentor.api)
+            teacher = scaled(lookup(t.path), t.input_scale)
+        elif is_saved_model(t.path):
+            teacher = scaled(load_saved_model(t.path, train.image_shape), t.input_scale)
+        else:
+            teacher = scaled(load_model(teacher_file(t.path), safe_mode=not unsafe),
+                             t.input_scale)
         check_model_matches(teacher, train)
         return Teacher(teacher)
     stage = run.stage("teacher")

@@ -147,7 +147,7 @@ def train(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig, *, per_
     saved once, as teacher.keras) and, unless `finish` is false, finish it (the weight
     average into the model). Returns the optimizer steps taken, fewer than `steps` when
     early stopping ended the stage."""
-    trainer.compile(optimizer=build_optimizer(cfg, steps),
+    trainer.compile(optimizer=build_optimizer(cfg, steps, trainer.classifier),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     teacher = getattr(trainer, "teacher", None)
     fit_resumable(trainer, batches, stage, cfg, per_epoch=per_epoch,

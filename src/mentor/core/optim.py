@@ -38,17 +38,59 @@ def learning_rate(cfg: TrainConfig, steps: int):
 NO_DECAY = ["bias", "gamma", "beta", "moving_mean", "moving_variance"]
 
 
-def build_optimizer(cfg: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+class _ScaledBackbone:
+    """Optimizer mixin: the update of the variables in `_scaled` uses learning_rate × scale.
+
+    Keras has one learning rate per optimizer. Every backend's update funnels through
+    `_backend_update_step(grads, variables, learning_rate)` (torch's fused optimizers
+    override it, and handle any subset of the variables), so calling it once for the scaled
+    variables and once for the rest gives each its rate, for SGD and Adam alike. Decoupled
+    weight decay (AdamW) is applied apart, at the full rate.
+    """
+
+    def _backend_update_step(self, grads, variables, learning_rate):
+        pairs = list(zip(grads, variables))
+        scaled = [(g, v) for g, v in pairs if id(v) in self._scaled]
+        rest = [(g, v) for g, v in pairs if id(v) not in self._scaled]
+        for group, rate in ((scaled, learning_rate * self._scale), (rest, learning_rate)):
+            if group:
+                super()._backend_update_step([g for g, _ in group], [v for _, v in group],
+                                             rate)
+
+
+def pretrained_variables(model: keras.Model) -> list:
+    """The trainable variables of all but the head (mentor's "logits" layer)."""
+    try:
+        head = model.get_layer("logits")
+    except ValueError:
+        raise MentorError(
+            f"train.backbone_lr_scale needs to tell the head from the rest, but {model.name} "
+            "has no layer named 'logits' (mentor's models, keras.applications and .keras "
+            "starting points whose head mentor replaced have one).") from None
+    ids = {id(v) for v in head.trainable_variables}
+    return [v for v in model.trainable_variables if id(v) not in ids]
+
+
+def build_optimizer(cfg: TrainConfig, steps: int,
+                    model: keras.Model | None = None) -> keras.optimizers.Optimizer:
+    """cfg's optimizer and schedule; with train.backbone_lr_scale ≠ 1, `model`'s pretrained
+    part learns at that fraction of the rate."""
     lr = learning_rate(cfg, steps)
     clip = {"global_clipnorm": cfg.clipnorm} if cfg.clipnorm else {}
     wd = cfg.weight_decay or None
     if cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **clip)
+        cls, kwargs = keras.optimizers.AdamW, {"weight_decay": cfg.weight_decay}
     elif cfg.optimizer == "adam":
-        opt = keras.optimizers.Adam(lr, weight_decay=wd, **clip)
+        cls, kwargs = keras.optimizers.Adam, {"weight_decay": wd}
     else:  # "sgd": the config admits no other value
-        opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=wd,
-                                   **clip)
+        cls, kwargs = keras.optimizers.SGD, {"momentum": cfg.momentum, "nesterov": True,
+                                             "weight_decay": wd}
+    scale = cfg.backbone_lr_scale
+    if scale != 1.0 and model is not None:
+        cls = type(cls.__name__, (_ScaledBackbone, cls), {})
+    opt = cls(lr, **kwargs, **clip)
+    if cls.__mro__[1] is _ScaledBackbone:
+        opt._scale, opt._scaled = float(scale), {id(v) for v in pretrained_variables(model)}
     opt.exclude_from_weight_decay(var_names=NO_DECAY)
     return opt
 

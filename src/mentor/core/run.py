@@ -36,12 +36,12 @@ def build_for(model_config, data: ImageSet, image_size: int = 0, *,
     """The configured model, sized for `data`'s classes, image size (or `image_size`, e.g.
     a crop's) and channels. A builder that cannot make it (an option out of its range)
     is reported as the config key `key` at fault."""
-    from mentor.models import build_model
+    from mentor.models import build
 
     size = image_size or data.image_shape[0]
     try:
-        return build_model(model_config.name, num_classes=data.num_classes, image_size=size,
-                           channels=data.image_shape[2], **model_config.options)
+        return build(model_config, num_classes=data.num_classes, image_size=size,
+                     channels=data.image_shape[2])
     except MentorError:
         raise
     except Exception as error:  # the builders' own checks and Keras's: ValueError, TypeError…
@@ -57,9 +57,14 @@ def preflight(config, train: ImageSet, image_size: int = 0):
     value fails in the first seconds, not after a teacher has trained. The global seed is
     set again afterwards: what trains next starts from the same random state as if nothing
     had been built."""
+    import contextlib
+    import io
+
     from mentor.config import quietly
 
-    with quietly():  # checking a key is not using it (config.record_reads)
+    # Checking a key is not using it (config.record_reads), and what building says ("its
+    # head is replaced") is said again when the model is built for real.
+    with quietly(), contextlib.redirect_stdout(io.StringIO()):
         _preflight(config, train, image_size)
     keras.utils.set_random_seed(config.seed)
 

@@ -147,6 +147,10 @@ def load_source(spec: str, *, image_size: int | None = None, cache: Path | None 
     """
     cache = Path(cache) if cache is not None else cache_dir()
     scheme, sep, rest = spec.partition(":")
+    if sep and scheme == "memory":  # arrays or an ImageSet given from Python (mentor.api)
+        from mentor.objects import lookup
+
+        return lookup(spec)
     if sep and scheme == "embedded":
         return load_embedded(rest)
     if sep and scheme == "npz":

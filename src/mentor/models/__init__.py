@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import keras
 import numpy as np
 
+from mentor.compat import flatten_layers
 from mentor.errors import MentorError
 from mentor.models.bit import build_bit
 from mentor.models.fast_torch import accelerate
@@ -67,6 +68,47 @@ def build_model(name, *, num_classes, image_size, channels, **options):
     return model
 
 
+def build(spec, *, num_classes, image_size, channels):
+    """The model a [model] section names, for B x image_size x image_size x channels images:
+    a zoo name (with `weights` a weights file to load, or ""), `keras.applications:NAME`
+    (weights "imagenet", a file, or ""), or `PATH.keras` to start from. `freeze_bn` keeps
+    every batch-norm layer of a pretrained part in inference mode, its statistics and
+    affine parameters fixed (Keras's fine-tuning convention)."""
+    from mentor.models.applications import PREFIX, build_application
+    from mentor.models.from_file import start_from
+
+    name = spec.name
+    if name.startswith(PREFIX):
+        model = build_application(name[len(PREFIX):], num_classes, image_size, channels,
+                                  weights=spec.weights, **spec.options)
+    elif name.startswith("keras_hub:"):
+        from mentor.models.hub import build_hub
+
+        model = build_hub(name[len("keras_hub:"):], num_classes, image_size, channels)
+    elif name.endswith(".keras") or name.startswith("object:"):
+        model = start_from(name, num_classes, image_size, channels,
+                           input_scale=spec.input_scale)
+    else:
+        model = build_model(name, num_classes=num_classes, image_size=image_size,
+                            channels=channels, **spec.options)
+        if spec.weights:
+            _load_weights(model, spec.weights)
+    if spec.freeze_bn:
+        for layer in flatten_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    accelerate(model)
+    return model
+
+
+def _load_weights(model, path):
+    try:
+        model.load_weights(path)
+    except Exception as error:  # a file of another model, another format…
+        raise MentorError(f"model.weights {path} does not fit this model: {error}. Give a "
+                          "weights file saved from the same model and classes.") from None
+
+
 def count_params(model, *, trainable_only=False):
     """Number of weights; with BatchNorm, the total includes its moving mean and variance."""
     weights = model.trainable_weights if trainable_only else model.weights
@@ -86,6 +128,7 @@ def load_model(path, *, safe_mode=True):
             f"{path} is not a Keras .keras file (a .keras file is a zip archive); it may be "
             "cut short or another format under that name. Copy it again whole, or save the "
             "model with model.save('NAME.keras').")
+    _import_layers_of(path)
     try:
         # compile=False: mentor only runs inference on loaded models, and a custom loss in
         # the file should not stop a user from evaluating it.
@@ -101,15 +144,70 @@ def load_model(path, *, safe_mode=True):
     return model
 
 
-def check_spec(name, options):
-    """A known model name and option names it accepts (their values are checked by
-    building it)."""
+def check_spec(name, options, weights="", input_scale="raw"):
+    """A model name of a known form and the option names it accepts (their values are
+    checked by building it), before any work: zoo names, keras.applications:NAME, PATH.keras."""
+    from mentor.models.applications import PREFIX
+    from mentor.models.applications import options as application_options
+
+    if weights and weights != "imagenet" and not os.path.isfile(weights):
+        raise MentorError(f"model.weights {weights!r}: no such file; give a weights file, "
+                          "\"imagenet\" (keras.applications only) or \"\" for none.")
+    if name.startswith("keras_hub:"):
+        from mentor.models.hub import check_preset
+
+        if options or weights:
+            raise MentorError(f"{name} is a KerasHub preset: it takes neither options nor "
+                              "weights (the preset holds its weights).")
+        check_preset(name[len("keras_hub:"):])
+        return
+    if name.startswith("object:"):  # a keras.Model given from Python (mentor.api)
+        from mentor.objects import lookup
+
+        lookup(name)
+        if options:
+            raise MentorError(f"{name} is a keras.Model given from Python: it takes no options.")
+        return
+    if input_scale != "raw" and not name.endswith(".keras"):
+        raise MentorError(f"input_scale {input_scale!r} is for a .keras model trained on other "
+                          f"pixels; {name!r} takes raw pixels already (its preprocessing is "
+                          "built in).")
+    if name.startswith(PREFIX):
+        known = application_options(name[len(PREFIX):])
+        for option in options:
+            if option not in known:
+                raise MentorError(f"{name} has no option {option!r}; it accepts: "
+                                  f"{', '.join(known) or 'none'}")
+        return
+    if weights == "imagenet":
+        raise MentorError(f"weights = \"imagenet\" is for keras.applications models; "
+                          f"{name!r} has none. Use e.g. keras.applications:ResNet50V2.")
+    if name.endswith(".keras"):
+        if options:
+            raise MentorError(f"{name} is a saved model: it takes no options.")
+        if not os.path.isfile(name):
+            raise MentorError(f"no such model file: {name}")
+        return
     _check_options(name, _spec(name), options)
+
+
+def _import_layers_of(path):
+    """Register the layers a saved model needs: a keras_hub:… model holds KerasHub's."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            uses_hub = b"keras_hub" in archive.read("config.json")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return
+    if uses_hub:
+        from mentor.models.hub import keras_hub
+
+        keras_hub()
 
 
 def _spec(name):
     if name not in MODELS:
-        raise MentorError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+        raise MentorError(f"unknown model {name!r}; known models: {', '.join(MODELS)}, "
+                          "keras.applications:NAME (any Keras application), or PATH.keras")
     return MODELS[name]
 
 
@@ -125,5 +223,5 @@ def _check_options(name, spec, options):
                 f"{spec.builder.__name__} accepts: {', '.join(spec.options()) or 'none'}")
 
 
-__all__ = ["MODELS", "ModelSpec", "accelerate", "build_model", "check_spec", "count_params",
-           "load_model"]
+__all__ = ["MODELS", "ModelSpec", "accelerate", "build", "build_model", "check_spec",
+           "count_params", "load_model"]

@@ -1,0 +1,93 @@
+"""Every recipe from Python, with your own objects.
+
+    import numpy as np, keras, mentor.api
+    result = mentor.api.run("supervised", "runs/mine", model=my_model, train=(x, y),
+                            test=(x_test, y_test), set=["train.epochs=3"])
+    result.metrics["test_acc"], result.model      # metrics.json and the trained classifier
+
+`config` is a recipe name (its defaults), a preset name, a TOML path, a dict of config
+values or a config object. `model` and `teacher` take a `keras.Model` (raw 0..255 pixels in,
+class scores out; see model.input_scale and teacher.input_scale for other pixels); each data
+role takes `(x, y)` arrays, an `ImageSet` or a source string. The run directory is the one
+the command line writes. `model` is trained in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import keras
+import numpy as np
+
+from mentor.config import (
+    RECIPES,
+    apply_overrides,
+    from_dict,
+    read_toml,
+    set_dotted,
+    to_dict,
+)
+from mentor.data.imageset import ImageSet
+from mentor.errors import MentorError
+from mentor.objects import DATA_PREFIX, MODEL_PREFIX, register
+
+
+@dataclasses.dataclass
+class Result:
+    metrics: dict
+    model: object  # the trained classifier (the student, for consistency and distill)
+    run_dir: pathlib.Path
+
+
+def as_source(data, role: str) -> str:
+    """A data role's value as a source string: arrays and ImageSets are registered."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, ImageSet):
+        return register(data, DATA_PREFIX)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = (np.asarray(a) for a in data)
+        return register(ImageSet(x, y, name=f"{role} arrays"), DATA_PREFIX)
+    raise MentorError(f"{role} takes (x, y) arrays, an ImageSet or a source string, got "
+                      f"{type(data).__name__}.")
+
+
+def _values(config) -> tuple[dict, str]:
+    if isinstance(config, dict):
+        return dict(config), config.get("recipe", "config")
+    if dataclasses.is_dataclass(config):
+        return to_dict(config), config.recipe
+    if config in RECIPES:
+        return {"recipe": config}, config
+    values, name, _ = read_toml(config)
+    return values, name
+
+
+def run(config, out=None, *, model=None, teacher=None, train=None, test=None, target=None,
+        set=(), name: str | None = None) -> Result:
+    """Run a recipe on the given objects; returns its metrics and trained model."""
+    from mentor.models import load_model
+    from mentor.recipes import get_recipe
+    from mentor.runs import RunDir, default_run_path
+
+    values, default_name = _values(config)
+    if model is not None:
+        if not isinstance(model, keras.Model):
+            raise MentorError(f"model takes a keras.Model, got {type(model).__name__}.")
+        set_dotted(values, "model.name", register(model, MODEL_PREFIX))
+    if teacher is not None:
+        if not isinstance(teacher, keras.Model):
+            raise MentorError(f"teacher takes a keras.Model, got {type(teacher).__name__}.")
+        set_dotted(values, "teacher.path", register(teacher, MODEL_PREFIX))
+    for key, data in (("data.train", train), ("data.test", test), ("target.train", target)):
+        if data is not None:
+            set_dotted(values, key, as_source(data, key))
+    config = from_dict(apply_overrides(values, list(set)))
+    name = name or default_name
+    run_dir = RunDir(out or default_run_path(name))
+    metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
+    for file in ("model.keras", "student.keras"):
+        if run_dir.file(file).is_file():
+            return Result(metrics, load_model(run_dir.file(file)), run_dir.path)
+    raise MentorError(f"{run_dir.path} holds no trained model.")  # pragma: no cover
