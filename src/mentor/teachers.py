@@ -68,12 +68,12 @@ def get_teacher(config, train, val, run, *, unsafe: bool = False) -> Teacher:
     t = config.teacher
     if t.path:
         if t.path.startswith(MODEL_PREFIX):  # a keras.Model given from Python (mentor.api)
-            teacher = scaled(lookup(t.path), t.input_scale)
+            teacher = lookup(t.path)
         elif is_saved_model(t.path):
-            teacher = scaled(load_saved_model(t.path, train.image_shape), t.input_scale)
+            teacher = load_saved_model(t.path, train.image_shape)
         else:
-            teacher = scaled(load_model(teacher_file(t.path), safe_mode=not unsafe),
-                             t.input_scale)
+            teacher = load_model(teacher_file(t.path), safe_mode=not unsafe)
+        teacher = scaled(teacher, t.input_scale)
         check_model_matches(teacher, train)
         return Teacher(teacher)
     stage = run.stage("teacher")

@@ -85,12 +85,13 @@ def build_optimizer(cfg: TrainConfig, steps: int,
     else:  # "sgd": the config admits no other value
         cls, kwargs = keras.optimizers.SGD, {"momentum": cfg.momentum, "nesterov": True,
                                              "weight_decay": wd}
-    scale = cfg.backbone_lr_scale
-    if scale != 1.0 and model is not None:
+    scaled = cfg.backbone_lr_scale != 1.0 and model is not None
+    if scaled:
         cls = type(cls.__name__, (_ScaledBackbone, cls), {})
     opt = cls(lr, **kwargs, **clip)
-    if cls.__mro__[1] is _ScaledBackbone:
-        opt._scale, opt._scaled = float(scale), {id(v) for v in pretrained_variables(model)}
+    if scaled:
+        opt._scale = float(cfg.backbone_lr_scale)
+        opt._scaled = {id(v) for v in pretrained_variables(model)}
     opt.exclude_from_weight_decay(var_names=NO_DECAY)
     return opt
 

@@ -97,7 +97,7 @@ def build(spec, *, num_classes, image_size, channels):
         for layer in flatten_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
-    accelerate(model)
+    accelerate(model)  # zoo models had it from build_model; swapping the op again is a no-op
     return model
 
 
