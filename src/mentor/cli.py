@@ -11,6 +11,8 @@ import textwrap
 
 import mentor  # noqa: F401  (chooses the Keras backend before anything imports keras)
 from mentor._backend import check_backend
+from mentor.console import print_metrics
+from mentor.demo import DEMO_PARTS
 from mentor.errors import MentorError
 
 EXAMPLES = """\
@@ -37,7 +39,7 @@ def _train(args):
     run_dir = RunDir(args.out or default_run_path(name))
     print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
     metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
-    _print_metrics(metrics, run_dir.path)
+    print_metrics(metrics, run_dir.path)
     return 0
 
 
@@ -57,15 +59,6 @@ def _add_runtime_flags(p):
                         "train.batch_size stays the global batch")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
                    help="compute precision (default float32); losses and softmaxes stay float32")
-
-
-def _print_metrics(metrics: dict, path):
-    print("\nresults:")
-    for key, value in metrics.items():
-        shown = (f"{value:.4f}" if isinstance(value, float) and abs(value) <= 1 and key != "seconds"
-                 else value)
-        print(f"  {key:<22} {shown}")
-    print(f"run directory: {path} (report.html, metrics.json, models)")
 
 
 def _evaluate(args):
@@ -221,36 +214,10 @@ def _sources(args):
     return 0
 
 
-DEMO_PARTS = {  # part → (preset, what it shows)
-    "supervised": ("demo", "small CNN on embedded MNIST-5k"),
-    "consistency": ("demo-consistency", "a noisy student of that model, under 19 corruptions"),
-    "distill": ("demo-distill", "that model distilled into a student with 7× fewer parameters"),
-    "adamatch": ("demo-adamatch", "AdaMatch from UCI digit scans to MNIST, against source-only"),
-}
-
-
 def _demo(args):
-    from mentor.config import load_config
-    from mentor.recipes import get_recipe
-    from mentor.runs import RunDir, default_run_path
+    from mentor.demo import run_demo
 
-    root = args.out or default_run_path("demo")
-    parts = args.parts or list(DEMO_PARTS)
-    unknown = [p for p in parts if p not in DEMO_PARTS]
-    if unknown:
-        raise MentorError(f"unknown demo part {unknown[0]!r}; parts: {', '.join(DEMO_PARTS)}.")
-    done = {}
-    for part in parts:
-        preset, what = DEMO_PARTS[part]
-        overrides = list(args.set) + _runtime_overrides(args)
-        if part in ("consistency", "distill") and "supervised" in done:
-            overrides.append(f"teacher.path={done['supervised']}")
-        config, _ = load_config(preset, overrides)
-        run_dir = RunDir(f"{root}/{part}")
-        print(f"\nmentor demo, {part}: {what} → {run_dir.path}", flush=True)
-        metrics = get_recipe(config.recipe).run(config, run_dir, name=preset)
-        _print_metrics(metrics, run_dir.path)
-        done[part] = run_dir.path
+    run_demo(args.parts, list(args.set) + _runtime_overrides(args), args.out)
     return 0
 
 
