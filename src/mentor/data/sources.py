@@ -52,8 +52,8 @@ Data sources (spec strings):
 Any of them takes ?per_class=N[&seed=S] (S defaults to 0): N images of every class, drawn by a
 numpy generator seeded with S, kept in the source's order, e.g. cifar10:train?per_class=500&seed=0,
 mnist:test?per_class=100, data.npz?split=0&per_class=10, folder:PATH?per_class=20. A class with
-fewer than N images is an error; the same N and S give the same images on every machine, and a
-smaller N with the same S keeps a subset of a larger one's images.
+fewer than N images is an error. The same N and S give the same images (tests pin them, as
+NumPy does not promise its streams across releases); a smaller N keeps a subset of a larger N's.
 Downloads live in $MENTOR_CACHE (default ~/.cache/mentor)."""
 
 __doc__ = f"{__doc__}\n{SOURCES_HELP}\n"
