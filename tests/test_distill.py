@@ -19,13 +19,15 @@ from mentor.recipes.distill import DistillTrainer, SharedView, compare
 pytestmark = pytest.mark.neutral
 
 
-def make_trainer(seen_t=None, seen_s=None, mixup=True, temperature=1.0, ema=0.0):
+def make_trainer(seen_t=None, seen_s=None, mixup=True, temperature=1.0, ema=0.0,
+                 label_weight=0.0):
     keras.utils.set_random_seed(0)
     teacher = bn_classifier(name="teacher", record=seen_t)
     student = bn_classifier(name="student", record=seen_s)
     view = SharedView(area=(0.3, 1.0), mixup=mixup, seed=5)
     trainer = DistillTrainer(student, teacher=teacher, view=view,
-                             loss=DistillLossConfig(temperature=temperature), ema=ema)
+                             loss=DistillLossConfig(temperature=temperature,
+                                                       label_weight=label_weight), ema=ema)
     trainer.compile(optimizer=keras.optimizers.AdamW(1e-2),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     return trainer
@@ -95,6 +97,24 @@ def test_training_loss_is_the_mean_kl_between_the_models_on_the_shared_view():
     want = 4.0 * np.mean(np.sum(p * np.log(p / q), axis=-1))
     assert got == pytest.approx(float(want), rel=1e-4)
     assert want > 0  # two different networks: the check is not 0 == 0
+
+
+def test_a_label_term_weighs_the_mixed_labels_against_the_teacher_as_hinton_et_al():
+    trainer = make_trainer(temperature=2.0, label_weight=0.3)
+    x, y = batch(8)
+    student_logits = trainer(x, training=True)
+    got = float(keras.ops.convert_to_numpy(
+        trainer.compute_loss(x, y, student_logits, training=True)))
+    t, s = (keras.ops.convert_to_numpy(v) for v in (trainer.kept["teacher_logits"],
+                                                    student_logits))
+    lam, partner = (keras.ops.convert_to_numpy(trainer.kept[k]) for k in ("weights", "partner"))
+    assert 0 < lam.min() < lam.max() < 1  # images really are mixed: both labels count
+    p = np.exp(t / 2) / np.exp(t / 2).sum(-1, keepdims=True)
+    q = np.exp(s / 2) / np.exp(s / 2).sum(-1, keepdims=True)
+    kl = 4.0 * np.sum(p * np.log(p / q), axis=-1)
+    log_q1 = s - np.log(np.exp(s).sum(-1, keepdims=True))  # the student at T = 1
+    ce = -(lam * log_q1[np.arange(8), y] + (1 - lam) * log_q1[np.arange(8), y[partner]])
+    assert got == pytest.approx(float(np.mean(0.7 * kl + 0.3 * ce)), rel=1e-4)
 
 
 def test_mixup_weights_are_uniform_and_partners_come_from_the_batch():

@@ -51,6 +51,18 @@ def test_consistency_loss_by_hand():
     np.testing.assert_allclose(got, [0.3 * ce + 0.7 * kl], rtol=1e-5)
 
 
+def test_mixed_cross_entropy_by_hand():
+    from mentor.losses import mixed_cross_entropy
+
+    # Student probabilities (1/4, 3/4) for both images; image 0 is 0.7 of itself (label 0)
+    # and 0.3 of image 1 (label 1); image 1 is unmixed (λ = 1, its own partner).
+    logits = np.array([[0.0, math.log(3)]] * 2, "float32")
+    got = np_(mixed_cross_entropy(np.array([0, 1]), logits, np.array([0.7, 1.0], "float32"),
+                                  np.array([1, 1])))
+    np.testing.assert_allclose(got, [0.7 * math.log(4) + 0.3 * math.log(4 / 3),
+                                     math.log(4 / 3)], rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- AdaMatch
 
 

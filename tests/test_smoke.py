@@ -6,7 +6,10 @@ Cheap enough for every backend: CI runs these on TensorFlow as its smoke run
 rest of the suite.
 """
 
+import html
 import importlib
+import json
+import re
 
 import keras
 import numpy as np
@@ -24,16 +27,24 @@ TINY = {"name": "small_cnn", "options": {"width": 4}}
 STEPS = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "warmup_steps": 1}
 TEACHER = {"model": TINY, "augment": {"flip": False}, "train": STEPS}
 
+# The numbers each recipe's verdict sentence must quote, as metrics.json has them.
+VERDICT_KEYS = {"supervised": ["test_acc"],
+                "consistency": ["teacher_corrupt_acc", "student_corrupt_acc",
+                                "teacher_clean_acc", "student_clean_acc"],
+                "distill": ["student_acc", "teacher_acc", "student_labels_only_acc"],
+                "adamatch": ["target_acc", "source_only_target_acc"]}
+
 CASES = {  # recipe → (config, saved model, metric it must reproduce)
     "supervised": ({"augment": {"flip": False}}, "model.keras", "test_acc"),
     "consistency": ({"teacher": TEACHER, "robustness": {"corruptions": ["gaussian_noise"],
                                                         "severities": [1],
                                                         "max_images": 32}},
                     "student.keras", "student_clean_acc"),
-    "distill": ({"teacher": TEACHER, "augment": {"flip": False}}, "student.keras",
-                "student_acc"),
+    "distill": ({"teacher": TEACHER, "augment": {"flip": False},
+                 "baseline": {"enabled": True}}, "student.keras", "student_acc"),
     "adamatch": ({"mode": "ssl", "labels_per_class": 5, "weak": {"flip": False},
-                  "strong": {"flip": False}}, "model.keras", "source_acc"),
+                  "strong": {"flip": False}, "baseline": {"enabled": True}}, "model.keras",
+                 "source_acc"),
 }
 
 
@@ -55,3 +66,10 @@ def test_one_short_run_and_a_keras_round_trip(recipe, tmp_path):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(data.x[:8])),
                                keras.ops.convert_to_numpy(model(data.x[:8])),
                                rtol=1e-4, atol=1e-4)
+
+    # The report opens with a verdict quoting the numbers metrics.json holds.
+    saved_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    page = (tmp_path / "run" / "report.html").read_text()
+    said = html.unescape(re.search(r'<p class="verdict">(.*?)</p>', page).group(1))
+    for key in VERDICT_KEYS[recipe]:
+        assert f"{100 * saved_metrics[key]:.1f} %" in said, (key, said)

@@ -311,6 +311,12 @@ class DistillTeacherConfig(TeacherConfig):
 class DistillLossConfig(Section):
     temperature: float = positive(1.0)  # the paper matches plain softmaxes (T = 1)
     t_squared: bool = True  # × T² as big_vision and Hinton et al.: gradients independent of T
+    # Hinton et al. 2015's second term: the student's cross-entropy on the true labels
+    # (mixed as the images are) beside the teacher's, weighted label_weight against
+    # 1 − label_weight. 0 is pure function matching (Beyer et al. 2022). A short schedule
+    # gains from it: the teacher's soft targets say how classes resemble each other, the
+    # labels say what each training image is (docs/results.md: the demo's student).
+    label_weight: float = unit(0.0)
 
 
 @dataclass

@@ -37,6 +37,16 @@ def soft_target_kl(teacher_logits, student_logits, temperature=1.0, t_squared=Tr
     return kl * (temperature ** 2) if t_squared else kl
 
 
+def mixed_cross_entropy(labels, logits, weights, partner):
+    """Cross-entropy on MixUp images: weights·CE(label) + (1 − weights)·CE(partner's label),
+    per example (Zhang et al. 2018). weights: λ per image (B,); partner: the index of the
+    image each one was mixed with (B,)."""
+    partner_labels = ops.take(labels, ops.cast(partner, "int32"), axis=0)
+    weights = ops.cast(weights, "float32")
+    return (ops.multiply(weights, cross_entropy(labels, logits))
+            + ops.multiply(1.0 - weights, cross_entropy(partner_labels, logits)))
+
+
 def consistency_loss(labels, student_logits, teacher_logits, *, temperature=10.0,
                      ce_weight=0.5, kd_weight=0.5, t_squared=True):
     """ce_weight·CE(labels, student) + kd_weight·KL(teacher/T ‖ student/T) [× T²], per

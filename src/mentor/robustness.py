@@ -90,20 +90,28 @@ def tables(metrics: dict) -> tuple[dict, dict]:
             {s: float(np.mean(v)) for s, v in sorted(per_s.items())})
 
 
-def heatmap(results: dict[str, dict], path, title: str = "accuracy under corruption"):
-    """One panel per model: corruptions × severities, accuracy in each cell."""
+def _grid(metrics: dict) -> tuple[list[str], list[int], np.ndarray]:
+    names = list(dict.fromkeys(k.split("/")[1] for k in metrics if k.startswith("corrupt_acc/")))
+    sevs = sorted({int(k.split("/")[2]) for k in metrics if k.startswith("corrupt_acc/")})
+    return names, sevs, np.array([[metrics[f"corrupt_acc/{c}/{s}"] for s in sevs]
+                                  for c in names])
+
+
+def heatmap(results: dict[str, dict], path, title: str = "accuracy under corruption", *,
+            images: int | None = None):
+    """One panel per model: corruptions × severities, accuracy in each cell. `images`: how
+    many test images the sweep used (its clean accuracy is on those same images, which
+    may be a subset of the test set the report's table counts)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = next(iter(results.values()))
-    names = list(dict.fromkeys(k.split("/")[1] for k in first if k.startswith("corrupt_acc/")))
-    sevs = sorted({int(k.split("/")[2]) for k in first if k.startswith("corrupt_acc/")})
+    names, sevs, _ = _grid(next(iter(results.values())))
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 + 2.6 * len(results), 0.32 * len(names) + 1.6),
                              squeeze=False)
     for ax, (model, m) in zip(axes[0], results.items()):
-        grid = np.array([[m[f"corrupt_acc/{c}/{s}"] for s in sevs] for c in names])
+        _, _, grid = _grid(m)
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for (r, col), v in np.ndenumerate(grid):
             ax.text(col, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
@@ -111,11 +119,39 @@ def heatmap(results: dict[str, dict], path, title: str = "accuracy under corrupt
         ax.set_xticks(range(len(sevs)), [str(s) for s in sevs])
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names))
         ax.set_xlabel("severity")
-        ax.set_title(f"{model}\nclean {m['clean_acc']:.3f} · corrupt "
-                     f"{m.get('corrupt_acc', m['corrupt_acc_all']):.3f}", fontsize=9)
+        ax.set_title(f"{model}\nclean {100 * m['clean_acc']:.1f} % · corrupted "
+                     f"{100 * m.get('corrupt_acc', m['corrupt_acc_all']):.1f} %", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.suptitle(title + (f" ({images:,} test images, each corrupted at every cell)"
+                          if images else ""), fontsize=10)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def difference_heatmap(results: dict[str, dict], path, *, base: str, other: str):
+    """`other` − `base` accuracy in every corruption × severity cell, in points: blue
+    where `other` is better, red where worse, white where they tie."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, sevs, a = _grid(results[base])
+    _, _, b = _grid(results[other])
+    diff = 100 * (b - a)
+    reach = max(5.0, float(np.abs(diff).max()))  # symmetric: 0 is white
+    fig, ax = plt.subplots(figsize=(4.6, 0.32 * len(names) + 1.6))
+    im = ax.imshow(diff, vmin=-reach, vmax=reach, cmap="RdBu", aspect="auto")
+    for (r, col), v in np.ndenumerate(diff):
+        ax.text(col, r, f"{v:+.0f}", ha="center", va="center", fontsize=7,
+                color="white" if abs(v) > 0.6 * reach else "black")
+    ax.set_xticks(range(len(sevs)), [str(s) for s in sevs])
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("severity")
+    ax.set_title(f"{other} − {base}, accuracy points", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="points")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -173,7 +209,8 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
     summary.update({f"mean over severities: {c}": v for c, v in per_c.items()})
     summary.update({f"mean over corruptions: severity {s}": v for s, v in per_s.items()})
     figures = [("Accuracy per corruption and severity",
-                heatmap({"model": result}, run.file("robustness.png")).name)]
+                heatmap({"model": result}, run.file("robustness.png"),
+                        images=len(data)).name)]
     write_report(run.file("report.html"), f"robustness of {model_path}", summary, figures)
     run.write_metrics(metrics)
     return metrics, run.path

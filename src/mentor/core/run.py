@@ -123,20 +123,23 @@ def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float
 
 
 def history_figures(run_dir, stages) -> list[tuple[str, str]]:
-    """One training-curve figure per stage that trained in this run: (caption, file)."""
+    """One training-curve figure per stage that trained in this run: (caption, file).
+    `stages` holds (caption, stage) or (caption, stage, plot options), the options going
+    to `report.plot_history` (`objective`, `labels`)."""
     from mentor.report import plot_history
 
     figures = []
-    for caption, stage in stages:
+    for caption, stage, *options in stages:
         if stage is None or stage.history is None or not stage.history.is_file():
             continue
         png = run_dir.file(stage.history.name.replace("history.csv", "curves.png"))
         title = "training" if stage.name == "model" else stage.name
-        figures.append((caption, plot_history(stage.history, png, title).name))
+        figures.append((caption, plot_history(stage.history, png, title,
+                                              **(options[0] if options else {})).name))
     return figures
 
 
-def finish_run(run_dir, config, title: str, metrics: dict, figures) -> dict:
+def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) -> dict:
     """The end of every run: the total time into `metrics`, report.html (the per-cell
     corruption accuracies stay in metrics.json only), then metrics.json, written last so
     it exists only for completed runs."""
@@ -145,6 +148,7 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures) -> dict:
 
     metrics["seconds"] = round(time.time() - run_dir.started, 1)
     shown = {k: v for k, v in metrics.items() if "/" not in k}
-    write_report(run_dir.file("report.html"), title, shown, figures, dumps(to_dict(config)))
+    write_report(run_dir.file("report.html"), title, shown, figures, dumps(to_dict(config)),
+                 notes=notes)
     run_dir.write_metrics(metrics)
     return metrics

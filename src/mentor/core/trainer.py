@@ -99,7 +99,8 @@ class ClassifierTrainer(Trainer):
 
 def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, augment_cfg,
                      train_cfg, seed: int, workers: int = 1, l2: float = 0.0,
-                     per_epoch: int = 0, finish: bool = True) -> ClassifierTrainer:
+                     per_epoch: int = 0, finish: bool = True,
+                     callbacks=()) -> ClassifierTrainer:
     """Train `classifier` in place on labelled images, as the run's main model, a teacher or
     a baseline (`stage` says which). `per_epoch` overrides the schedule's steps per epoch
     (AdaMatch's baseline takes the recipe's). Plateau schedules and early stopping watch the
@@ -114,7 +115,7 @@ def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, a
     per_epoch = per_epoch or default_per_epoch
     trainer = ClassifierTrainer(classifier, augmenter=augment.from_config(augment_cfg, seed),
                                 label_smoothing=t.label_smoothing, ema=t.ema, l2=l2)
-    callbacks = []
+    callbacks = list(callbacks)
     if t.schedule == "plateau":
         if val is None:
             raise MentorError("train.schedule = \"plateau\" needs validation data: set "
@@ -144,7 +145,8 @@ def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, a
 
 
 def train_baseline(run_dir, model_config, train_set, val, *, augment_cfg, train_cfg,
-                   seed: int, workers: int = 1, l2: float = 0.0, per_epoch: int = 0):
+                   seed: int, workers: int = 1, l2: float = 0.0, per_epoch: int = 0,
+                   callbacks=()):
     """The run's own model trained on the labels alone, with the same steps and optimizer:
     what `distill` (labels-only) and `adamatch` (source-only) are measured against. Saved as
     baseline.keras; returns (model, its Stage)."""
@@ -158,6 +160,6 @@ def train_baseline(run_dir, model_config, train_set, val, *, augment_cfg, train_
     stage = run_dir.stage("baseline")
     train_classifier(model, train_set, val, stage, augment_cfg=augment_cfg,
                      train_cfg=train_cfg, seed=seed, workers=workers, l2=l2,
-                     per_epoch=per_epoch)
+                     per_epoch=per_epoch, callbacks=callbacks)
     run_dir.save_model(model, "baseline.keras")
     return model, stage

@@ -145,8 +145,11 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
         metrics.update({f"{who}_{k}": v for k, v in results[who].items()
                         if k.startswith("corrupt_acc/")})
 
-    figures = history_figures(run_dir, [("Teacher training", teacher.stage),
-                                        ("Student training", stage)])
+    figures = history_figures(run_dir, [
+        ("Teacher training (labels)", teacher.stage),
+        ("Student training: its objective (½ CE + ½ KL·T² on the noisy view) and, on its "
+         "own axis, the plain cross-entropy on validation images", stage,
+         {"objective": "training objective: ½ CE + ½ KL·T² (noisy view)"})])
     shown = train_set.x[np.random.default_rng(config.seed).choice(len(train_set), 8, replace=False)]
     clean, noisy = trainer.views(shown)
     figures.append(("What each model sees: the teacher the clean view, the student the noisy "
@@ -154,8 +157,17 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
                         {"input": shown, "clean (teacher)": keras.ops.convert_to_numpy(clean),
                          "noisy (student)": keras.ops.convert_to_numpy(noisy)},
                         run_dir.file("views.png")).name))
-    figures.append(("Accuracy per corruption and severity", robustness.heatmap(
-        results, run_dir.file("robustness.png")).name))
+    figures.append(("Student − teacher in every corruption × severity cell: where the noisy "
+                    "student gained (blue) and lost (red)", robustness.difference_heatmap(
+                        results, run_dir.file("difference.png"), base="teacher",
+                        other="student").name))
     figures.append(("Teacher vs student per corruption", robustness.compare_bars(
         results, run_dir.file("per_corruption.png")).name))
-    return finish_run(run_dir, config, f"{name}: consistency training", metrics, figures)
+    figures.append(("Accuracy per corruption and severity", robustness.heatmap(
+        results, run_dir.file("robustness.png"), images=len(subset)).name))
+    notes = [] if subset is test else [
+        f"Clean accuracies are on all {len(test):,} test images; corrupted ones on a seeded "
+        f"subset of {len(subset):,} of them (robustness.max_images), the same images for "
+        "both models."]
+    return finish_run(run_dir, config, f"{name}: consistency training", metrics, figures,
+                      notes)

@@ -4,9 +4,14 @@ al. 2022, "Knowledge distillation: a good teacher is patient and consistent").
 At every step the frozen teacher (inference mode) and the student see *exactly the same*
 image: one inception crop + flip of each training image, then MixUp of the batch with
 λ ~ U(0, 1) and a partner from the same batch. The student matches the teacher's function on
-those images; labels are never used for training, only tracked:
+those images; by default labels are never used for training, only tracked:
 
     loss = KL(softmax(teacher / T) ‖ softmax(student / T)) · T²
+
+or, with `loss.label_weight = a > 0`, Hinton et al. (2015)'s weighting of the same term
+against the student's cross-entropy on the labels, mixed as the images are:
+
+    loss = (1 − a) · KL(…) · T² + a · [λ · CE(y) + (1 − λ) · CE(y_partner)]
 
 AdamW with decoupled weight decay on kernels only, linear warm-up then cosine to zero,
 global clip-norm 1.0. The paper's students need long schedules (thousands of epochs), so a
@@ -46,7 +51,12 @@ from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import Batches, prepare
 from mentor.errors import MentorError
-from mentor.losses import cross_entropy, kl_divergence, soft_target_kl
+from mentor.losses import (
+    cross_entropy,
+    kl_divergence,
+    mixed_cross_entropy,
+    soft_target_kl,
+)
 from mentor.models import count_params
 from mentor.report import sample_grid, teacher_student_bars
 from mentor.runs import recorded
@@ -128,6 +138,7 @@ class DistillTrainer(Trainer):
         self.teacher.trainable = False  # out of the optimizer's list; BN stays in inference
         self.teacher_probabilities = teacher_probabilities  # a softmax head: take its log
         self.temperature, self.t_squared = float(loss.temperature), bool(loss.t_squared)
+        self.label_weight = float(loss.label_weight)
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.agreement_tracker = keras.metrics.Mean(name="agreement")
 
@@ -151,6 +162,11 @@ class DistillTrainer(Trainer):
         if training:
             per_example = soft_target_kl(teacher_logits, y_pred, self.temperature,
                                          self.t_squared)
+            if self.label_weight:  # Hinton et al.'s weighting; the labels mixed as the images
+                a = self.label_weight
+                labels = mixed_cross_entropy(y, y_pred, self.kept["weights"],
+                                             self.kept["partner"])
+                per_example = (1.0 - a) * per_example + a * labels
         else:  # validation: the student's cross-entropy on labelled images
             per_example = cross_entropy(y, y_pred)
         self.kl_tracker.update_state(kl_divergence(teacher_logits, y_pred))
@@ -159,8 +175,8 @@ class DistillTrainer(Trainer):
         return keras.ops.mean(per_example)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        # Labels are tracked, never trained on: on a mixed image the label that counts is
-        # the one of the image with the larger weight (λ = 1 in validation).
+        # Accuracy on a mixed image counts the label of the image with the larger weight
+        # (λ = 1 in validation).
         weights, partner = self.kept["weights"], self.kept["partner"]
         y = keras.ops.where(weights >= 0.5, y, keras.ops.take(y, partner, axis=0))
         return super().compute_metrics(x, y, y_pred, sample_weight)
@@ -237,7 +253,9 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     print(f"student: {config.model.name} ({count_params(student, trainable_only=True):,} "
           f"parameters) matches the teacher on shared crop"
           f"{' + MixUp' if config.augment.mixup else ''} views for {steps} steps, "
-          f"T = {config.loss.temperature:g}", flush=True)
+          f"T = {config.loss.temperature:g}"
+          + (f", labels weighted {config.loss.label_weight:g}" if config.loss.label_weight
+             else ""), flush=True)
     stage, started = run_dir.stage("student"), time.time()
     train(trainer, lambda start: Batches(train_set, t.batch_size, steps=steps,
                                          seed=config.seed + 2, start_step=start,
@@ -266,13 +284,18 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
                    student_params=count_params(student, trainable_only=True),
                    train_images=len(train_set), test_images=len(test))
 
-    figures = history_figures(run_dir, [
-        ("Student training: KL to the teacher, agreement with it on the shared views, and "
-         "validation accuracy", stage),
+    objective = ("training objective: KL·T² on shared views"
+                 + (f", labels weighted {config.loss.label_weight:g}"
+                    if config.loss.label_weight else ""))
+    figures = [("Test accuracy side by side: what distillation has to beat is the same "
+                "student trained on the labels alone", teacher_student_bars(
+                    metrics, run_dir.file("accuracy.png")).name)]
+    figures += history_figures(run_dir, [
+        ("Student training: its objective, the validation cross-entropy, accuracy, and "
+         "agreement and KL with the teacher, each on its own axis", stage,
+         {"objective": objective}),
         ("Teacher training (labels)", teacher.stage),
-        ("Baseline training (labels)", baseline_stage)])
-    figures.append(("Test accuracy side by side", teacher_student_bars(
-        metrics, run_dir.file("accuracy.png")).name))
+        ("Baseline training: the same student on the labels alone", baseline_stage)])
     shown = train_set.x[np.random.default_rng(config.seed).choice(len(train_set), 8, replace=False)]
     view, _, _ = trainer.view(shown)
     figures.append(("The shared view: teacher and student see exactly these images",
