@@ -59,9 +59,11 @@ def test_demo_end_to_end_short(capsys, tmp_path):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["recipe"] == "supervised" and metrics["test_images"] == 1000
 
-    code, out, _ = run_cli(capsys, "evaluate", str(out_dir / "model.keras"),
-                           "--data", "embedded:mnist5k", "--json", str(tmp_path / "e.json"))
+    code, out, err = run_cli(capsys, "evaluate", str(out_dir / "model.keras"),
+                             "--data", "embedded:mnist5k", "--json", str(tmp_path / "e.json"))
     assert code == 0 and "accuracy" in out
+    # the demo trained on 4000 of these 5000 (train and validation): not a test accuracy
+    assert "4000 of 5000 test images are training images of this run" in err
     assert 0.0 <= json.loads((tmp_path / "e.json").read_text())["test_acc"] <= 1.0
 
 

@@ -74,10 +74,14 @@ def _evaluate(args):
     if os.path.isdir(args.model):  # a run: its models side by side
         metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size,
                                unsafe=args.unsafe)
-        print(f"{metrics['images']} images of {args.data}:")
         names = [k for k in metrics if k.endswith("_acc") and k != "test_acc"] + [
             "student_teacher_agreement", "student_teacher_kl"]
-        for key in names:
+        if names[0] == "model_acc":  # one model: one line, as for a .keras file
+            print(f"accuracy {metrics['test_acc']:.4f} on {metrics['images']} images of "
+                  f"{args.data}")
+        else:
+            print(f"{metrics['images']} images of {args.data}:")
+        for key in names if names[0] != "model_acc" else ():
             if key in metrics:
                 print(f"  {key:<25} {metrics[key]:.4f}")
     else:
