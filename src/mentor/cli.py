@@ -28,7 +28,8 @@ examples:
   mentor sources                                # how to name data
   mentor config show demo > my.toml             # every key of a preset, to edit
   mentor predict runs/mine images/ --out preds.csv
-  mentor export runs/mine --format onnx --out mine.onnx
+  mentor evaluate runs/mine --data embedded:mnist5k   # any finished run's model(s)
+  KERAS_BACKEND=tensorflow mentor export runs/mine --format tflite --out mine.tflite
 backend: torch by default; set KERAS_BACKEND=jax or tensorflow to change it.
 exit status: 0 success; 1 the run failed (data, files, network, training); 2 the command
 line or the config is wrong (nothing was done).
