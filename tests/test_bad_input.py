@@ -24,9 +24,10 @@ def run_cli(capsys, *args):
     return code, out, err
 
 
-def refused(code, err, *words):
-    """The CLI's one-message refusal: exit 2, "mentor: error: …" with `words`, no traceback."""
-    assert code == 2, err
+def refused(code, err, *words, usage=False):
+    """The CLI's one-message refusal: "mentor: error: …" with `words`, no traceback; exit 2
+    for a usage error (`usage`), else 1."""
+    assert code == (2 if usage else 1), err
     assert err.startswith("mentor: error: ") and "Traceback" not in err, err
     for word in words:
         assert word in err, f"{word!r} not in {err!r}"
@@ -92,7 +93,7 @@ def test_robustness_severities_must_be_levels_1_to_5(capsys, model, tmp_path, se
     out_dir = tmp_path / "out"
     code, out, err = run_cli(capsys, "robustness", model, "--data", "embedded:digits",
                              "--severities", severities, "--out", out_dir)
-    refused(code, err, "--severities", "1,3,5")
+    refused(code, err, "--severities", "1,3,5", usage=True)
     assert not out_dir.exists() and "accuracy" not in out
 
 
@@ -100,7 +101,8 @@ def test_robustness_unknown_corruption_names_the_choices(capsys, model, tmp_path
     out_dir = tmp_path / "out"
     code, _, err = run_cli(capsys, "robustness", model, "--data", "embedded:digits",
                            "--corruptions", "snow,fgo", "--out", out_dir)
-    refused(code, err, "unknown corruption 'fgo'", "Did you mean 'fog'", "gaussian_noise")
+    refused(code, err, "unknown corruption 'fgo'", "Did you mean 'fog'", "gaussian_noise",
+            usage=True)
     assert not out_dir.exists()
 
 

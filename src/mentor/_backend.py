@@ -8,7 +8,7 @@ itself on first import with "tensorflow" in it, so it says nothing about what th
 import os
 import sys
 
-from mentor.errors import MentorError
+from mentor.errors import UsageError
 
 DEFAULT_BACKEND = "torch"
 BACKENDS = ("torch", "jax", "tensorflow")  # the ones mentor is built and tested on
@@ -26,6 +26,6 @@ def check_backend():
     traceback. Not called on import: `import mentor` must not raise."""
     backend = os.environ.get("KERAS_BACKEND", "")
     if backend and backend not in BACKENDS:
-        raise MentorError(
+        raise UsageError(
             f"KERAS_BACKEND={backend!r} is not a backend mentor runs on; set KERAS_BACKEND to "
             f"one of {', '.join(BACKENDS)}, or unset it for {DEFAULT_BACKEND}.")

@@ -13,7 +13,7 @@ import mentor  # noqa: F401  (chooses the Keras backend before anything imports 
 from mentor._backend import check_backend
 from mentor.console import print_metrics
 from mentor.demo import DEMO_PARTS
-from mentor.errors import MentorError
+from mentor.errors import MentorError, UsageError
 
 EXAMPLES = """\
 examples:
@@ -26,7 +26,13 @@ examples:
   mentor robustness runs/mine/model.keras --data cifar10:test --max-images 2000
   mentor status runs/mine                       # completed, running, failed or interrupted
   mentor sources                                # how to name data
+  mentor config show demo > my.toml             # every key of a preset, to edit
+  mentor predict runs/mine images/ --out preds.csv
+  mentor evaluate runs/mine --data embedded:mnist5k   # any finished run's model(s)
+  KERAS_BACKEND=tensorflow mentor export runs/mine --format tflite --out mine.tflite
 backend: torch by default; set KERAS_BACKEND=jax or tensorflow to change it.
+exit status: 0 success; 1 the run failed (data, files, network, training); 2 the command
+line or the config is wrong (nothing was done).
 """
 
 
@@ -62,23 +68,27 @@ def _add_runtime_flags(p):
 
 
 def _evaluate(args):
-    from mentor.evaluate import evaluate_model
+    from mentor.evaluate import evaluate_model, evaluate_run, model_and_run
 
     if args.json:  # refused now, not after minutes of evaluation whose result would be lost
         _check_writable_file(args.json, "--json")
-    if os.path.isdir(args.model):  # a distill run: its three models side by side
-        from mentor.evaluate import evaluate_distill_run
-
-        metrics = evaluate_distill_run(args.model, args.data, batch_size=args.batch_size,
+    if os.path.isdir(args.model):  # a run: its models side by side
+        metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size,
                                unsafe=args.unsafe)
-        print(f"{metrics['images']} images of {args.data}:")
-        for key in ("teacher_acc", "student_acc", "student_labels_only_acc",
-                    "student_teacher_agreement", "student_teacher_kl"):
+        names = [k for k in metrics if k.endswith("_acc") and k != "test_acc"] + [
+            "student_teacher_agreement", "student_teacher_kl"]
+        if names[0] == "model_acc":  # one model: one line, as for a .keras file
+            print(f"accuracy {metrics['test_acc']:.4f} on {metrics['images']} images of "
+                  f"{args.data}")
+        else:
+            print(f"{metrics['images']} images of {args.data}:")
+        for key in names if names[0] != "model_acc" else ():
             if key in metrics:
                 print(f"  {key:<25} {metrics[key]:.4f}")
     else:
-        metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size,
-                                 unsafe=args.unsafe)
+        model, run = model_and_run(args.model)
+        metrics = evaluate_model(model, args.data, batch_size=args.batch_size,
+                                 unsafe=args.unsafe, run=run)
         print(f"accuracy {metrics['test_acc']:.4f} on {metrics['images']} images of {args.data}")
     if args.json:
         _write_file_atomically(args.json, json.dumps(metrics, indent=2) + "\n", "--json")
@@ -118,18 +128,98 @@ def _write_file_atomically(name, text: str, flag: str):
 
 
 def _robustness(args):
+    from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS
     from mentor.robustness import evaluate_file
 
+    names = _csv(args.corruptions)
+    severities = _severities(args.severities)
+    _usage(_check_corruptions, names, severities)
     metrics, out = evaluate_file(
-        args.model, args.data, cifar10c=args.cifar10c, out=args.out,
-        corruptions=_csv(args.corruptions), severities=_severities(args.severities),
-        max_images=args.max_images, seed=args.seed, unsafe=args.unsafe)
+        args.model, args.data, cifar10c=args.cifar10c, out=args.out, corruptions=names,
+        severities=severities, max_images=args.max_images, seed=args.seed, unsafe=args.unsafe)
+    bench = [c for c in names or CORRUPTIONS if c in BENCHMARK_CORRUPTIONS]
     print(f"clean accuracy      {metrics['clean_acc']:.4f}")
     if "corrupt_acc" in metrics:
-        print(f"corrupt accuracy    {metrics['corrupt_acc']:.4f}  (15 corruptions × severities)")
+        print(f"corrupt accuracy    {metrics['corrupt_acc']:.4f}  "
+              f"({len(bench)} corruptions × {len(severities)} severities)")
     print(f"all corruptions     {metrics['corrupt_acc_all']:.4f}")
+    if "teacher_clean_acc" in metrics:
+        print(f"teacher: clean {metrics['teacher_clean_acc']:.4f}, all corruptions "
+              f"{metrics['teacher_corrupt_acc_all']:.4f}")
     print(f"run directory: {out} (report.html, robustness.png, metrics.json)")
     return 0
+
+
+def _check_corruptions(names, severities):
+    from mentor.corruptions import check
+
+    check(names, severities)
+
+
+def _usage(check, *args):
+    """Run a library check on command-line values: its refusal is a usage error (exit 2)."""
+    try:
+        return check(*args)
+    except UsageError:
+        raise
+    except MentorError as e:
+        raise UsageError(str(e)) from None
+
+
+def _predict(args):
+    from mentor.evaluate import model_and_run
+    from mentor.models import load_model
+    from mentor.predict import predict_images
+
+    _check_writable_file(args.out, "--out")
+    model_file, run = model_and_run(args.model)
+    model = load_model(model_file, safe_mode=not args.unsafe)
+    text, summary = predict_images(model, args.images, batch_size=args.batch_size, run=run)
+    _write_file_atomically(args.out, text, "--out")
+    line = f"{summary['images']} images → {args.out}"
+    if "accuracy" in summary:
+        line += f" (accuracy {summary['accuracy']:.4f} against the source's labels)"
+    print(line)
+    return 0
+
+
+def _export(args):
+    import keras
+
+    from mentor.evaluate import model_and_run
+    from mentor.export import check_exportable, export_model
+    from mentor.models import load_model
+
+    check_exportable(args.format, keras.backend.backend(), args.out)
+    model_file, _ = model_and_run(args.model)
+    model = load_model(model_file, safe_mode=not args.unsafe)
+    difference = export_model(model, args.format, args.out)
+    check = ("not checked: no runtime for it is installed" if difference != difference
+             else f"its logits within {difference:.1e} of the Keras model's on 8 images")
+    print(f"{model_file} → {args.out} ({args.format}; {check})")
+    return 0
+
+
+def _config_show(args):
+    from mentor.config import dumps, load_config, to_dict
+
+    config, name = load_config(args.config, args.set)
+    print(f"# mentor config show {args.config}: every key, defaults included; edit and run "
+          "with `mentor train FILE`\n")
+    print(dumps(to_dict(config)), end="")
+    return 0
+
+
+def _version_line() -> str:
+    import importlib.metadata
+
+    import keras
+
+    try:
+        version = importlib.metadata.version("mentor")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        version = mentor.__version__
+    return f"mentor {version} (Keras {keras.__version__}, backend {keras.backend.backend()})"
 
 
 def _csv(text):
@@ -141,10 +231,10 @@ def _severities(text) -> list:
     levels = _csv(text)
     for level in levels:
         if not (level.isdigit() and 1 <= int(level) <= 5):
-            raise MentorError(f"--severities takes CIFAR-10-C's levels 1 to 5, comma-separated, "
+            raise UsageError(f"--severities takes CIFAR-10-C's levels 1 to 5, comma-separated, "
                               f"got {level!r}; write e.g. --severities 1,3,5.")
     if not levels:
-        raise MentorError(f"--severities names no level (got {text!r}); write e.g. "
+        raise UsageError(f"--severities names no level (got {text!r}); write e.g. "
                           "--severities 1,3,5, or leave it out for all five.")
     return [int(level) for level in levels]
 
@@ -217,8 +307,23 @@ def _sources(args):
 def _demo(args):
     from mentor.demo import run_demo
 
+    unknown = [p for p in args.parts if p not in DEMO_PARTS]
+    if unknown:
+        raise UsageError(f"unknown demo part {unknown[0]!r}; parts: {', '.join(DEMO_PARTS)}.")
     run_demo(args.parts, list(args.set) + _runtime_overrides(args), args.out)
     return 0
+
+
+class _Version(argparse.Action):
+    """--version, its line made only when asked: naming Keras's version imports Keras,
+    which other commands' argument errors should not wait for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_line())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train better image classifiers from a teacher, from unlabeled or from "
                     "shifted data (Keras 3; torch, JAX or TensorFlow).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_Version,
+                        help="print mentor's version, Keras's and the backend, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train from a preset or a TOML config",
@@ -245,10 +352,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flags(p)
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("config", help="show a preset or config file resolved: every key")
+    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    p = config_sub.add_parser(
+        "show", help="print the resolved config as TOML, defaults included",
+        description="Print the full resolved config (every key, defaults included) as TOML: "
+                    "the text a run writes as config.toml. Save it, edit it, and run it with "
+                    "`mentor train FILE`.",
+        epilog="example: mentor config show demo --set train.epochs=5 > my.toml")
+    p.add_argument("config", metavar="CONFIG", help="preset name or path to a .toml file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.set_defaults(func=_config_show)
+
     p = sub.add_parser("evaluate", help="accuracy of a saved .keras model on a data source")
     p.add_argument("model", metavar="MODEL",
-                   help="path to a .keras file, or a distill run directory: its teacher, "
-                        "student and labels-only student side by side")
+                   help="path to a .keras file, or a finished run directory: its trained "
+                        "model (with a consistency run's teacher; a distill run's teacher, "
+                        "student and labels-only student side by side)")
     p.add_argument("--data", required=True, metavar="SOURCE",
                    help="data source, e.g. test.npz, folder:imgs/, cifar10:test (`mentor sources`)")
     p.add_argument("--batch-size", type=positive_int, default=256)
@@ -268,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         benchmark corruptions × 5 severities (what RobustBench reports)."""),
         epilog="example: mentor robustness runs/x/model.keras --data cifar10:test "
                "--max-images 2000")
-    p.add_argument("model", metavar="MODEL", help="path to a .keras file")
+    p.add_argument("model", metavar="MODEL",
+                   help="path to a .keras file, or a finished run directory: its trained "
+                        "model (and the teacher of a consistency or distill run)")
     p.add_argument("--data", required=True, metavar="SOURCE", help="clean test data")
     p.add_argument("--cifar10c", metavar="DIR",
                    help="the extracted CIFAR-10-C release: evaluate on its images instead")
@@ -281,6 +404,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/robustness-TIMESTAMP)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     p.set_defaults(func=_robustness)
+
+    p = sub.add_parser(
+        "predict", help="the class of each image, as CSV",
+        description="Predict each image's class with a trained model. Writes CSV rows: image "
+                    "(file, or index in the source), predicted (class id), class_name, "
+                    "probability (softmax of the logits) and, where the source has labels, "
+                    "label. Images are resized and converted to the model's input as in "
+                    "training.",
+        epilog="example: mentor predict runs/mine photos/ --out preds.csv")
+    p.add_argument("model", metavar="MODEL",
+                   help="a .keras file, or a finished run directory (its trained model)")
+    p.add_argument("images", nargs="+", metavar="IMAGES",
+                   help="image files, a folder of images, or one data source "
+                        "(`mentor sources`: PATH.npz, folder:DIR, embedded:…)")
+    p.add_argument("--out", default="predictions.csv", metavar="FILE",
+                   help="the CSV file (default predictions.csv)")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "export", help="a trained model as a TensorFlow SavedModel, ONNX or TFLite",
+        description="Export with Keras's Model.export, then run the artefact on a few images "
+                    "and compare its logits with the Keras model's (where its runtime is "
+                    "installed). SavedModel and TFLite need tensorflow (on the torch "
+                    "backend also torch_xla, resp. litert-torch), ONNX needs onnx and "
+                    "onnxscript (torch) or tf2onnx (tensorflow); KERAS_BACKEND=tensorflow "
+                    "exports any .keras file.",
+        epilog="example: KERAS_BACKEND=tensorflow mentor export runs/mine --format tflite "
+               "--out mine.tflite")
+    p.add_argument("model", metavar="MODEL",
+                   help="a .keras file, or a finished run directory (its trained model)")
+    p.add_argument("--format", required=True, choices=("saved_model", "onnx", "tflite"))
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="where to write: a folder (saved_model) or a file (.onnx, .tflite)")
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("status", help="whether runs completed, are running, failed or were "
                                       "interrupted (and where they are)",
@@ -322,7 +482,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except MentorError as e:
         print(f"mentor: error: {e}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(e, UsageError) else 1
     except KeyboardInterrupt:
         print("mentor: interrupted", file=sys.stderr)
         return 130

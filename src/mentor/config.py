@@ -27,7 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from mentor.errors import MentorError
+from mentor.errors import MentorError, UsageError
 
 # ----------------------------------------------------------------------------- checks
 # A field's range lives beside its default: checked(default, rule) puts the rule in the
@@ -409,7 +409,7 @@ def _coerce(value, tp, key: str):
             return value
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise MentorError(f"config key {key!r} must be one of "
+        raise UsageError(f"config key {key!r} must be one of "
                           f"{', '.join(repr(c) for c in choices)}; got {value!r}.{hint}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -417,7 +417,7 @@ def _coerce(value, tp, key: str):
         return tp(value)
     ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
     if not ok:
-        raise MentorError(
+        raise UsageError(
             f"config key {key!r} must be {_type_name(tp)}, got {value!r} "
             f"({type(value).__name__})."
         )
@@ -427,7 +427,7 @@ def _coerce(value, tp, key: str):
 def _check_range(field_, value, key: str):
     check = field_.metadata.get("check")
     if check is not None and not check[0](value):
-        raise MentorError(f"config key {key!r} must be {check[1]}, got {value!r}.")
+        raise UsageError(f"config key {key!r} must be {check[1]}, got {value!r}.")
 
 
 def _check_model(section: "ModelConfig", key: str):
@@ -437,8 +437,8 @@ def _check_model(section: "ModelConfig", key: str):
 
     try:
         check_spec(section.name, section.options, section.weights, section.input_scale)
-    except MentorError as error:
-        raise MentorError(f"[{key}] {error}") from None
+    except MentorError as error:  # the models' checks say MentorError; here it is the config's
+        raise UsageError(f"[{key}] {error}") from None
 
 
 def _build(cls, values: dict, prefix: str = ""):
@@ -451,13 +451,13 @@ def _build(cls, values: dict, prefix: str = ""):
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
             section = f"[{prefix[:-1]}]" if prefix else "the top level"
-            raise MentorError(
+            raise UsageError(
                 f"unknown config key {full!r}.{hint} Keys in {section}: {', '.join(fields)}."
             )
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
-                raise MentorError(f"config key {full!r} is a section; write [{full}] in TOML.")
+                raise UsageError(f"config key {full!r} is a section; write [{full}] in TOML.")
             # Start from this recipe's own default for the section (distill's [train] has
             # clipnorm 1.0), so a file that sets one key keeps the others.
             field_ = fields[key]
@@ -488,18 +488,18 @@ def _check_together(config):
     """Rules between keys, checked at load like the rest."""
     if isinstance(config, AdaMatchConfig):
         if config.mode == "ssl" and config.labels_per_class < 1:
-            raise MentorError("mode \"ssl\" needs labels_per_class ≥ 1: how many labeled images "
+            raise UsageError("mode \"ssl\" needs labels_per_class ≥ 1: how many labeled images "
                               "per class to keep from data.train (the rest are unlabeled).")
         if config.mode in ("uda", "ssda") and not config.target.train:
-            raise MentorError(f"mode {config.mode!r} needs target.train: the images of the "
+            raise UsageError(f"mode {config.mode!r} needs target.train: the images of the "
                               "domain to adapt to (their labels, if any, are used for "
                               "monitoring only).")
         if config.mode == "ssda" and config.target.labels_per_class < 1:
-            raise MentorError("mode \"ssda\" needs target.labels_per_class ≥ 1: how many "
+            raise UsageError("mode \"ssda\" needs target.labels_per_class ≥ 1: how many "
                               "labeled target images per class join the source.")
     if isinstance(config, ConsistencyConfig) and config.student_from_teacher_init and (
             config.teacher.path or config.model != config.teacher.model):
-        raise MentorError(
+        raise UsageError(
             "student_from_teacher_init needs a teacher trained in this run (teacher.path "
             "empty) with the same [model] as the student; set it to false or make the two "
             "models equal.")
@@ -508,10 +508,10 @@ def _check_together(config):
 
 def from_dict(values: dict):
     if not isinstance(values, dict):
-        raise MentorError(f"a config is a table of keys (a dict), got {type(values).__name__}.")
+        raise UsageError(f"a config is a table of keys (a dict), got {type(values).__name__}.")
     recipe = values.get("recipe")
     if recipe not in RECIPES:
-        raise MentorError(
+        raise UsageError(
             f"config must name its recipe with recipe = \"…\", one of {', '.join(RECIPES)}; "
             f"got {recipe!r}."
         )
@@ -533,7 +533,7 @@ def set_dotted(values: dict, key: str, value) -> dict:
     for part in path:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise MentorError(f"--set {key}: {part!r} is a value, not a section.")
+            raise UsageError(f"--set {key}: {part!r} is a value, not a section.")
     node[last] = value
     return values
 
@@ -543,7 +543,7 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise MentorError(f"--set takes key=value (e.g. train.epochs=20), got {item!r}.")
+            raise UsageError(f"--set takes key=value (e.g. train.epochs=20), got {item!r}.")
         set_dotted(values, key, _parse_value(text.strip()))
     return values
 
@@ -570,7 +570,7 @@ def read_toml(source: str) -> tuple[dict, str, str]:
     path = pathlib.Path(source)
     if source.endswith(".toml") or path.exists():
         if not path.is_file():
-            raise MentorError(f"no such config file: {source}. Give a preset name or a .toml path.")
+            raise UsageError(f"no such config file: {source}. Give a preset name or a .toml path.")
         text, name = path.read_text(), path.stem
     else:
         entry = _preset_dir() / f"{source}.toml"
@@ -578,7 +578,7 @@ def read_toml(source: str) -> tuple[dict, str, str]:
             names = [n for n, _ in list_presets()]
             close = difflib.get_close_matches(source, names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise MentorError(
+            raise UsageError(
                 f"unknown preset {source!r}.{hint} Presets: {', '.join(names)} "
                 "(`mentor presets` describes them), or give a path to a .toml file."
             )
@@ -586,7 +586,7 @@ def read_toml(source: str) -> tuple[dict, str, str]:
     try:
         return tomllib.loads(text), name, text
     except tomllib.TOMLDecodeError as e:
-        raise MentorError(f"{source} is not valid TOML: {e}.") from None
+        raise UsageError(f"{source} is not valid TOML: {e}.") from None
 
 
 def load_config(source: str, overrides: list[str] = ()):

@@ -19,6 +19,8 @@ def duration(seconds: float) -> str:
 def is_fraction_key(key: str) -> bool:
     """Accuracies, agreements and rates are fractions of images: shown as percentages."""
     last = key.split("/")[0]
+    if key.startswith("mean over"):  # the robustness report's per-corruption means
+        return True
     return last.endswith(("_acc", "_acc_all", "agreement", "_rate")) or last in (
         "acc", "corrupt_acc", "clean_acc")
 

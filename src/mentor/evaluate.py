@@ -1,4 +1,4 @@
-"""Evaluate a saved model, or a finished distill run's three models, on any data source."""
+"""Evaluate a saved model, or a finished run's models, on any data source."""
 
 from __future__ import annotations
 
@@ -23,12 +23,98 @@ def load_model_and_data(model_path, source: str, *, unsafe: bool = False):
     return model, data
 
 
+# The model a finished run trained, by recipe; a run's other models sit beside it.
+TRAINED = {"supervised": "model.keras", "adamatch": "model.keras",
+           "consistency": "student.keras", "distill": "student.keras"}
+
+
+def finished_run(path) -> tuple[pathlib.Path, object]:
+    """A completed run directory and its config, or a MentorError saying why not."""
+    from mentor.config import load_config
+
+    path = pathlib.Path(path)
+    if not (path / "config.toml").is_file():
+        raise MentorError(f"{path} has no config.toml: give a mentor run directory or a "
+                          ".keras file.")
+    if not (path / "metrics.json").is_file():
+        raise MentorError(f"{path} holds no finished run (no metrics.json yet): `mentor status "
+                          f"{path}` says where it stands; resume it with the same `mentor "
+                          "train` command and --out, or give one of its .keras files.")
+    config, _ = load_config(str(path / "config.toml"))
+    return path, config
+
+
+def run_models(path) -> tuple[pathlib.Path, object, dict]:
+    """A finished run's models, the trained one first: name → .keras path. A consistency
+    or distill run's teacher comes along where the run saved it (or loaded it from a file that is
+    still there), so its student can be judged against it."""
+    from mentor.teachers import teacher_file
+
+    path, config = finished_run(path)
+    trained = path / TRAINED[config.recipe]
+    if not trained.is_file():
+        raise MentorError(f"{trained} is missing although {path} finished; copy the run "
+                          "directory again whole, or give a .keras file.")
+    if config.recipe not in ("consistency", "distill"):
+        return path, config, {"model": trained}
+    models = {"student": trained}
+    teacher = path / "teacher.keras"
+    if not teacher.is_file() and config.teacher.path:
+        try:
+            teacher = teacher_file(config.teacher.path)
+        except MentorError:  # moved since: the student alone is still worth evaluating
+            pass
+    if teacher.is_file():
+        models["teacher"] = teacher
+    return path, config, models
+
+
+def model_and_run(path) -> tuple[pathlib.Path, pathlib.Path | None]:
+    """(the .keras file to use, the run it belongs to or None) for a .keras file or a
+    finished run directory (its trained model)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        run, _, models = run_models(path)
+        return next(iter(models.values())), run
+    parent = path.parent
+    run = parent if (parent / "config.toml").is_file() else None
+    return path, run
+
+
 def evaluate_model(model_path: str, source: str, *, batch_size: int = 256,
-                   unsafe: bool = False) -> dict:
-    """Accuracy of a `.keras` classifier on a source, prepared to the model's input shape."""
+                   unsafe: bool = False, run=None) -> dict:
+    """Accuracy of a `.keras` classifier on a source, prepared to the model's input shape;
+    with `run`, the images the run trained on are counted among the test images."""
+    from mentor.overlap import record_overlap
+
     model, data = load_model_and_data(model_path, source, unsafe=unsafe)
-    return {"backend": keras.backend.backend(), "model": str(model_path), "data": source,
-            "images": len(data), "test_acc": accuracy(model, data, batch_size)}
+    metrics = {"backend": keras.backend.backend(), "model": str(model_path), "data": source,
+               "images": len(data), "test_acc": accuracy(model, data, batch_size)}
+    record_overlap(metrics, run, data.x)
+    return metrics
+
+
+def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = False) -> dict:
+    """Every model of a finished run on a source: a distill run's teacher, student and
+    labels-only student (evaluate_distill_run); otherwise `<name>_acc` for each of
+    run_models' models (`test_acc` the trained one's)."""
+    from mentor.overlap import record_overlap
+
+    path, config, models = run_models(path)
+    if config.recipe == "distill":
+        return evaluate_distill_run(path, source, batch_size=batch_size, unsafe=unsafe)
+    metrics = {"recipe": config.recipe, "backend": keras.backend.backend(), "run": str(path),
+               "data": source}
+    first = None
+    for name, file in models.items():
+        model, data = load_model_and_data(file, source, unsafe=unsafe)
+        acc = accuracy(model, data, batch_size)
+        if first is None:
+            first = data
+            metrics.update(images=len(data), test_acc=acc)
+        metrics[f"{name}_acc"] = acc
+    record_overlap(metrics, path, first.x)
+    return metrics
 
 
 def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bool = False) -> dict:
@@ -39,6 +125,7 @@ def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bo
     from mentor.config import DistillConfig, load_config
     from mentor.data.sources import load_source
     from mentor.models import load_model
+    from mentor.overlap import record_overlap
     from mentor.recipes.distill import (
         compare,
         eval_view,
@@ -78,6 +165,7 @@ def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bo
         teacher = flip_averaged(teacher)
     metrics = {"recipe": "distill", "backend": keras.backend.backend(), "run": str(path),
                "data": source, "images": len(view)}
+    record_overlap(metrics, path, data.x)
     metrics.update(compare(logits(teacher, view, batch_size, gives_probabilities(teacher, view)),
                            logits(student, view, batch_size), view.y))
     if (path / "baseline.keras").is_file():

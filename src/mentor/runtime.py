@@ -21,7 +21,7 @@ import contextlib
 import keras
 import numpy as np
 
-from mentor.errors import MentorError
+from mentor.errors import UsageError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -30,10 +30,10 @@ def plan_devices(requested: int, global_batches=(1,)) -> list:
     """The devices a run will use: `requested` of them, 0 meaning all visible. More than one
     needs the JAX backend and global batches they divide."""
     if requested < 0:
-        raise MentorError(f"runtime.devices must be ≥ 0 (0 → all visible), got {requested}.")
+        raise UsageError(f"runtime.devices must be ≥ 0 (0 → all visible), got {requested}.")
     if keras.backend.backend() != "jax":
         if requested > 1:
-            raise MentorError(
+            raise UsageError(
                 f"runtime.devices = {requested}: data-parallel training runs on the JAX "
                 "backend (Keras's distribution API); set KERAS_BACKEND=jax, or train on one "
                 "device with --devices 1.")
@@ -41,13 +41,13 @@ def plan_devices(requested: int, global_batches=(1,)) -> list:
     visible = keras.distribution.list_devices()
     n = len(visible) if requested == 0 else requested
     if n > len(visible):
-        raise MentorError(
+        raise UsageError(
             f"runtime.devices = {requested} but JAX sees {len(visible)} device(s) "
             f"({', '.join(visible)}). Ask for at most {len(visible)}, or 0 for all. (On CPU, "
             "XLA_FLAGS=--xla_force_host_platform_device_count=N makes N virtual devices.)")
     for batch in global_batches:
         if n > 1 and batch % n:
-            raise MentorError(
+            raise UsageError(
                 f"train.batch_size = {batch} is the global batch, split evenly over {n} "
                 f"devices: make it a multiple of {n}.")
     return visible[:n] if n > 1 else []
@@ -58,7 +58,7 @@ def runtime(devices: int = 1, precision: str = "float32", global_batches=(1,)):
     """Set the precision policy and device layout for the models built inside; restore the
     previous ones afterwards. Yields what was chosen: {"devices": n, "precision": p}."""
     if precision not in PRECISIONS:
-        raise MentorError(f"runtime.precision must be one of {', '.join(PRECISIONS)}, "
+        raise UsageError(f"runtime.precision must be one of {', '.join(PRECISIONS)}, "
                           f"got {precision!r}.")
     chosen = plan_devices(devices, global_batches)
     old_policy = keras.mixed_precision.global_policy()

@@ -1,0 +1,75 @@
+"""Test images that a run trained on: evaluating a run on its own training images reports
+memorisation, not accuracy, and nothing in the numbers shows it. Counted by hashing each
+image's bytes after both sets are prepared to the same shape (identical pixels, not similar
+ones: cheap, and free of false alarms)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pathlib
+import sys
+
+import numpy as np
+
+from mentor.errors import MentorError
+
+
+def _digests(x: np.ndarray) -> list[bytes]:
+    return [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in x]
+
+
+def count_overlap(seen: np.ndarray, test: np.ndarray) -> int:
+    """How many images of `test` equal, byte for byte, an image of `seen` (same shape)."""
+    known = set(_digests(seen))
+    return sum(d in known for d in _digests(test))
+
+
+@functools.lru_cache(maxsize=2)  # predict asks for class names, then the images
+def _run_data(run: str):
+    from mentor.config import load_config
+    from mentor.data.splits import load_splits
+
+    config, _ = load_config(str(pathlib.Path(run) / "config.toml"))
+    train, val, _ = load_splits(config.data, config.seed)
+    return config, train, val
+
+
+def run_class_names(run) -> list[str] | None:
+    """The class names of the data a run trained on, or None where it cannot be loaded."""
+    try:
+        return _run_data(str(run))[1].class_names
+    except MentorError:
+        return None
+
+
+def training_images(run, image_shape) -> tuple[np.ndarray, str]:
+    """The images a run trained on (its train and validation splits, as the run split them
+    from its config and seed), prepared to `image_shape`; and the run's data.train."""
+    from mentor.data.pipeline import prepare
+
+    config, train, val = _run_data(str(run))
+    seen = [prepare(part, image_shape[0], image_shape[2]).x for part in (train, val)
+            if part is not None]
+    return np.concatenate(seen), config.data.train
+
+
+def record_overlap(metrics: dict, run, x) -> int | None:
+    """Warn (stderr) and set metrics["overlap_images"] when the images `x` (N×H×W×C) hold
+    images `run` trained on. Without a run, or when its training data cannot be loaded
+    here, nothing is claimed."""
+    if run is None or x is None:
+        return None
+    try:
+        seen, train_spec = training_images(run, x.shape[1:])
+    except MentorError as e:  # a moved or uncached source: say so, and do not fail the command
+        print(f"mentor: warning: could not check {run}'s training images against the test "
+              f"images ({e})", file=sys.stderr)
+        return None
+    overlap = count_overlap(seen, x)
+    metrics["overlap_images"] = overlap
+    if overlap:
+        print(f"mentor: warning: {overlap} of {len(x)} test images are training images of "
+              f"this run (data.train = {train_spec}); this accuracy is not a test accuracy",
+              file=sys.stderr)
+    return overlap
