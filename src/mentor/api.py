@@ -18,10 +18,11 @@ sees all the training the run does, as its TensorBoard logs do, and a callback t
 training (the learning rate, when to stop) changes the baseline too, which stays "the same
 steps and optimizer" that the recipe compares against. Keras's callbacks start afresh at
 each fit (`on_train_begin`); `self.model.stage.name` says which stage is training. A
-callback that sets `self.model.stop_training = True` ends that stage after the epoch it is
-in (its checkpoint and logs are written as for any epoch); the run goes on to its next
-stage, or evaluates and saves the model as it is then, and completes: metrics.json's
-`steps` counts the steps taken.
+callback that sets `self.model.stop_training = True` ends that stage: at an epoch's end,
+after that epoch; after a batch, Keras ends the epoch there. Either way the epoch is
+logged and checkpointed as usual, and the run goes on to its next stage, or evaluates and
+saves the model as it is then, and completes (metrics.json's `steps` counts the steps
+taken).
 """
 
 from __future__ import annotations

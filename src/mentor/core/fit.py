@@ -201,8 +201,8 @@ def fit_resumable(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig,
     The callbacks, in order: mentor's (divergence guard, learning rate into the logs),
     `callbacks` (the recipe's: plateau, early stopping, SWA), the status, history.csv,
     TensorBoard, checkpoints, then the caller's (`user_callbacks`). A callback that sets
-    `stop_training` ends the stage after the epoch it is in; that epoch is logged and
-    checkpointed like any other. Callbacks tell the stages apart by `self.model.stage.name`.
+    `stop_training` ends the stage (after a batch, Keras cuts the epoch short there); that
+    epoch is logged and checkpointed like any other. Callbacks tell the stages apart by `self.model.stage.name`.
     """
     trainer.stage = stage  # a plain value: Keras tracks layers and variables, not this
     checkpoints = stage.checkpoints

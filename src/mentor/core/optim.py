@@ -32,7 +32,8 @@ def warmup_steps(cfg: TrainConfig, steps: int, key: str = "train") -> int:
         return cfg.warmup_steps
     clamped = steps * WARMUP_PERCENT // 100
     print(f"mentor: note: {key}.warmup_steps = {cfg.warmup_steps} is not shorter than the "
-          f"{steps} steps of this training, so the warm-up is {clamped} steps "
+          f"{steps} steps of this training, so the warm-up is {clamped} "
+          f"step{'' if clamped == 1 else 's'} "
           f"({WARMUP_PERCENT} % of them). Set {key}.warmup_steps ≤ {steps - 1} (e.g. "
           f"{clamped}) to choose it yourself and silence this note.", flush=True)
     return clamped
