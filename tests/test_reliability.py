@@ -121,12 +121,12 @@ def test_a_killed_run_leaves_no_file_that_looks_complete(tmp_path):
 def test_status_says_failed_with_the_message_and_a_corrected_command_starts_afresh(
         tmp_path, capsys):
     out = str(tmp_path / "run")
-    bad = [*ARGS[:-2], "--set", "train.warmup_steps=500", "--out", out]
-    assert main(bad) == 1  # warmup vs the steps the data gives: a run-time failure
+    bad = [*ARGS, "--set", "train.batch_size=100000", "--out", out]
+    assert main(bad) == 1  # the data cannot fill one batch: a run-time failure
     status = read_status(out)
-    assert status["state"] == "failed" and "warmup_steps" in status["message"]
+    assert status["state"] == "failed" and "batch_size" in status["message"]
     assert main(["status", out]) == 1
-    assert "failed: train.warmup_steps = 500" in capsys.readouterr().out
+    assert "failed: train.batch_size = 100000" in capsys.readouterr().out
     # Nothing was saved, so there is nothing to resume: the fixed command just runs.
     assert main([*ARGS, "--set", "train.epochs=1", "--out", out]) == 0
     assert read_status(out)["state"] == "completed"

@@ -33,9 +33,42 @@ def test_cosine_without_warmup_and_constant():
     assert learning_rate(TrainConfig(learning_rate=0.2, schedule="constant"), 100) == 0.2
 
 
+@pytest.mark.neutral
+def test_a_warmup_as_long_as_the_run_is_clamped_to_a_tenth_with_a_note(capsys):
+    s = learning_rate(TrainConfig(learning_rate=0.1, warmup_steps=500), 200)
+    # 500 ≥ 200 steps → 10 % of 200 = 20 warm-up steps, then 180 of cosine
+    assert lr_at(s, 0) == pytest.approx(0.0, abs=1e-7)
+    assert lr_at(s, 10) == pytest.approx(0.05, rel=1e-5)  # half way up
+    assert lr_at(s, 20) == pytest.approx(0.1, rel=1e-5)  # the peak, where warm-up ends
+    assert lr_at(s, 65) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi / 4)), rel=1e-5)
+    assert lr_at(s, 110) == pytest.approx(0.05, rel=1e-5)  # middle of the cosine: cos(π/2) = 0
+    assert lr_at(s, 200) == pytest.approx(0.0, abs=1e-7)  # the end
+    out = capsys.readouterr().out
+    assert ("note: train.warmup_steps = 500 is not shorter than the 200 steps of this "
+            "training, so the warm-up is 20 steps (10 % of them). Set train.warmup_steps "
+            "≤ 199 (e.g. 20)") in out
+
+
+@pytest.mark.neutral
+def test_a_clamped_warmup_of_a_very_short_run_is_none(capsys):
+    # 8 steps: 10 % rounds down to 0, so the cosine starts at the peak (no step at rate 0)
+    s = learning_rate(TrainConfig(learning_rate=0.1, warmup_steps=8), 8)
+    assert lr_at(s, 0) == pytest.approx(0.1, rel=1e-6)
+    assert lr_at(s, 4) == pytest.approx(0.05, rel=1e-5)
+    assert lr_at(s, 8) == pytest.approx(0.0, abs=1e-7)
+    assert "the warm-up is 0 steps" in capsys.readouterr().out
+
+
+def test_the_warmup_note_names_the_section_and_a_shorter_warmup_is_kept(capsys):
+    build_optimizer(TrainConfig(warmup_steps=100), 100, key="teacher.train")
+    assert "note: teacher.train.warmup_steps = 100 is not shorter than the 100 steps" in \
+        capsys.readouterr().out
+    s = learning_rate(TrainConfig(learning_rate=0.1, warmup_steps=99), 100)
+    assert lr_at(s, 99) == pytest.approx(0.1, rel=1e-5)  # 99 steps up: as configured
+    assert capsys.readouterr().out == ""
+
+
 def test_bad_schedule_settings():
-    with pytest.raises(MentorError, match="warmup_steps"):
-        learning_rate(TrainConfig(warmup_steps=100), 100)
     from mentor.config import from_dict
 
     # choices are refused at load, before any optimizer exists

@@ -10,6 +10,19 @@ values or a config object. `model` and `teacher` take a `keras.Model` (raw 0..25
 class scores out; see model.input_scale and teacher.input_scale for other pixels); each data
 role takes `(x, y)` arrays, an `ImageSet` or a source string. The run directory is the one
 the command line writes. `model` is trained in place.
+
+`callbacks` (keras.callbacks.Callback objects) join the fit of every training stage of the
+run, after mentor's own: a teacher trained in the run, the model (the student) and a
+baseline, in that order. Every stage rather than the main one: a monitoring callback then
+sees all the training the run does, as its TensorBoard logs do, and a callback that changes
+training (the learning rate, when to stop) changes the baseline too, which stays "the same
+steps and optimizer" that the recipe compares against. Keras's callbacks start afresh at
+each fit (`on_train_begin`); `self.model.stage.name` says which stage is training. A
+callback that sets `self.model.stop_training = True` ends that stage: at an epoch's end,
+after that epoch; after a batch, Keras ends the epoch there. Either way the epoch is
+logged and checkpointed as usual, and the run goes on to its next stage, or evaluates and
+saves the model as it is then, and completes (metrics.json's `steps` counts the steps
+taken).
 """
 
 from __future__ import annotations
@@ -65,8 +78,9 @@ def _values(config) -> tuple[dict, str]:
 
 
 def run(config, out=None, *, model=None, teacher=None, train=None, test=None, target=None,
-        set=(), name: str | None = None) -> Result:
+        set=(), name: str | None = None, callbacks=()) -> Result:
     """Run a recipe on the given objects; returns its metrics and trained model."""
+    from mentor.core.fit import user_callbacks
     from mentor.models import load_model
     from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path
@@ -83,10 +97,16 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     for key, data in (("data.train", train), ("data.test", test), ("target.train", target)):
         if data is not None:
             set_dotted(values, key, as_source(data, key))
+    callbacks = list(callbacks or ())
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise MentorError(f"callbacks takes keras.callbacks.Callback objects, got "
+                              f"{type(callback).__name__}.")
     config = from_dict(apply_overrides(values, list(set)))
     name = name or default_name
     run_dir = RunDir(out or default_run_path(name))
-    metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
+    with user_callbacks(callbacks):
+        metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
     for file in ("model.keras", "student.keras"):
         if run_dir.file(file).is_file():
             return Result(metrics, load_model(run_dir.file(file)), run_dir.path)

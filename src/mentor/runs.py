@@ -7,6 +7,8 @@
     stages.json    the steps and seconds of stages finished before a resume
     checkpoints/   the whole training state every few epochs (written atomically); running
                    the same config into the same directory resumes from the newest
+    tensorboard/   one folder per stage (model, teacher, student, baseline), each with
+                   train/ and validation/ event files: `tensorboard --logdir runs/`
     *.keras        the final model(s)
     report.html    metrics and figures
     metrics.json   one flat object of named numbers; written last, so it exists only for
@@ -123,7 +125,8 @@ class RunDir:
 
     # A stage's checkpoint folder and history file: the main model's at the top (history.csv,
     # checkpoints/), the student's in checkpoints/student with history.csv, the others
-    # prefixed by their name.
+    # prefixed by their name. TensorBoard logs go to tensorboard/<stage name> for every
+    # stage: TensorBoard lists runs by folder, so each stage is a curve of its own.
     _STAGES = {"model": ("", "history.csv"), "student": ("student", "history.csv")}
 
     def stage(self, name: str):
@@ -132,7 +135,7 @@ class RunDir:
 
         folder, history = self._STAGES.get(name, (name, f"{name}_history.csv"))
         return Stage(name, self.path, self.checkpoints / folder if folder else self.checkpoints,
-                     self.file(history))
+                     self.file(history), self.path / "tensorboard" / name)
 
     def record_stage(self, name: str, **facts):
         """Remember what a finished stage did (steps, seconds) in stages.json, for a run

@@ -1,9 +1,12 @@
-"""The resumable fit loop: a Stage (where one training stage of a run keeps its checkpoints
-and history), the callbacks every stage runs with, and `train`, which compiles a trainer,
-fits it for its schedule, resuming from the stage's newest checkpoint, and finishes it."""
+"""The resumable fit loop: a Stage (where one training stage of a run keeps its checkpoints,
+history and TensorBoard logs), the callbacks every stage runs with (mentor's own, then the
+caller's: `user_callbacks`), and `train`, which compiles a trainer, fits it for its schedule,
+resuming from the stage's newest checkpoint, and finishes it."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 import os
@@ -29,13 +32,21 @@ from mentor.runtime import eval_batch_size, trim_to_devices
 @dataclasses.dataclass(frozen=True)
 class Stage:
     """One training stage of a run ("model", "teacher", "student" or "baseline"): the run
-    directory it belongs to, its checkpoint folder and its history file. `RunDir.stage`
-    makes them; `Stage()` trains in memory, with neither checkpoints nor history."""
+    directory it belongs to, its checkpoint folder, its history file and its TensorBoard
+    log folder. `RunDir.stage` makes them; `Stage()` trains in memory, with neither
+    checkpoints nor logs."""
 
     name: str = "model"
     run: pathlib.Path | None = None
     checkpoints: pathlib.Path | None = None
     history: pathlib.Path | None = None
+    tensorboard: pathlib.Path | None = None
+
+    @property
+    def train_key(self) -> str:
+        """The config section its optimizer and schedule come from: a teacher trained in
+        the run has its own [teacher.train]; the model, student and baseline use [train]."""
+        return "teacher.train" if self.name == "teacher" else "train"
 
 
 class StatusLog(keras.callbacks.Callback):
@@ -86,6 +97,80 @@ class DivergenceGuard(keras.callbacks.Callback):
             f"data for broken images; {kept}.")
 
 
+# The caller's callbacks (mentor.api.run(callbacks=...)): every stage's fit of the run gets
+# them, after mentor's own. A context variable, not a parameter threaded through every
+# recipe, teacher and baseline: the recipes stay as they are, and no stage can miss them.
+_user_callbacks: contextvars.ContextVar[tuple] = contextvars.ContextVar("user_callbacks",
+                                                                        default=())
+
+
+@contextlib.contextmanager
+def user_callbacks(callbacks):
+    """Within the block, every `fit_resumable` appends `callbacks` to its own."""
+    token = _user_callbacks.set(tuple(callbacks))
+    try:
+        yield
+    finally:
+        _user_callbacks.reset(token)
+
+
+class _Said:
+    missing = False  # the missing-TensorFlow note is said once a process, not once a stage
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, flushed at the end of every epoch: tf.summary buffers
+    events for up to 2 minutes, and a killed run should keep its curves up to the last
+    epoch it finished, as history.csv does."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for writer in self._writers.values():
+            writer.flush()
+
+
+def tensorboard_callback(log_dir) -> keras.callbacks.Callback | None:
+    """Keras's TensorBoard callback writing to `log_dir` (train/ and validation/ in it), or
+    None, with one note, where it cannot write: on every backend Keras writes the event
+    files with TensorFlow's tf.summary, whose scalar summaries come from the tensorboard
+    package, so both must be installed; without them the run goes on unlogged."""
+    import importlib
+    import importlib.util
+
+    missing = [name for name in ("tensorflow", "tensorboard")
+               if name not in sys.modules and importlib.util.find_spec(name) is None]
+    if missing:
+        if not _Said.missing:
+            _Said.missing = True
+            print(f"mentor: no TensorBoard logs: Keras writes them with TensorFlow and "
+                  f"TensorBoard, and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                  "not installed; `pip install tensorflow-cpu tensorboard` (tensorflow on "
+                  "macOS) adds them", flush=True)
+        return None
+    if "tensorflow" not in sys.modules:
+        # TensorFlow's start-up lines ("could not find cuda drivers, GPU will not be
+        # used") would read as if they were about this run's backend.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        tf = importlib.import_module("tensorflow")
+        importlib.import_module("tensorboard.summary")
+        if keras.backend.backend() != "tensorflow":
+            # Summaries are written on the CPU; a TensorFlow that saw the GPU would reserve
+            # most of its memory beside torch or JAX. Once TensorFlow has started (it ran
+            # ops already) this is refused, and then it has chosen its devices anyway.
+            with contextlib.suppress(RuntimeError):
+                tf.config.set_visible_devices([], "GPU")
+    except Exception as error:  # a broken install must not stop the training
+        if not _Said.missing:
+            _Said.missing = True
+            print(f"mentor: no TensorBoard logs: TensorFlow or TensorBoard does not import "
+                  f"({type(error).__name__}: {error})", flush=True)
+        return None
+    # The model graph is off: a mentor trainer is a subclassed model whose graph says
+    # little, and writing it would trace the train step once more.
+    return EpochTensorBoard(log_dir=str(log_dir), write_graph=False)
+
+
 def trim_history(path, epochs: int):
     """Drop rows of a CSVLogger file from epochs a resumed run will train again."""
     if not os.path.isfile(str(path)):
@@ -112,7 +197,14 @@ def fit_resumable(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig,
     (mentor's Batches do), so the order is the one an uninterrupted run sees. The stage's
     history (CSV) is appended to, minus rows of epochs trained again. Returns the epoch
     training started at.
+
+    The callbacks, in order: mentor's (divergence guard, learning rate into the logs),
+    `callbacks` (the recipe's: plateau, early stopping, SWA), the status, history.csv,
+    TensorBoard, checkpoints, then the caller's (`user_callbacks`). A callback that sets
+    `stop_training` ends the stage (after a batch, Keras cuts the epoch short there); that
+    epoch is logged and checkpointed like any other. Callbacks tell the stages apart by `self.model.stage.name`.
     """
+    trainer.stage = stage  # a plain value: Keras tracks layers and variables, not this
     checkpoints = stage.checkpoints
     done = resume_from(trainer, checkpoints, exclude=exclude) if checkpoints else 0
     cbs = [DivergenceGuard(checkpoints), LearningRateLog(), *callbacks]
@@ -128,9 +220,16 @@ def fit_resumable(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig,
     if stage.history:
         trim_history(stage.history, done)
         cbs.append(keras.callbacks.CSVLogger(str(stage.history), append=done > 0))
+    if stage.tensorboard:
+        # A resumed stage appends new event files to the same folder; epochs trained again
+        # after the newest checkpoint appear twice at the same step (TensorBoard draws both).
+        board = tensorboard_callback(stage.tensorboard)
+        if board is not None:
+            cbs.append(board)
     if checkpoints:  # after the logger: a row is never missing for a saved epoch
         cbs.append(Checkpoints(checkpoints, cfg.checkpoint_every, cfg.keep_checkpoints,
                                exclude))
+    cbs.extend(_user_callbacks.get())
     if done < cfg.epochs:
         trainer.fit(batches(done * per_epoch), epochs=cfg.epochs, initial_epoch=done,
                     steps_per_epoch=per_epoch, shuffle=False,
@@ -147,7 +246,8 @@ def train(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig, *, per_
     saved once, as teacher.keras) and, unless `finish` is false, finish it (the weight
     average into the model). Returns the optimizer steps taken, fewer than `steps` when
     early stopping ended the stage."""
-    trainer.compile(optimizer=build_optimizer(cfg, steps, trainer.classifier),
+    trainer.compile(optimizer=build_optimizer(cfg, steps, trainer.classifier,
+                                              key=stage.train_key),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     teacher = getattr(trainer, "teacher", None)
     fit_resumable(trainer, batches, stage, cfg, per_epoch=per_epoch,

@@ -16,20 +16,39 @@ def total_steps(cfg: TrainConfig, train_size: int) -> tuple[int, int]:
     return per_epoch, per_epoch * cfg.epochs
 
 
-def learning_rate(cfg: TrainConfig, steps: int):
-    """Peak `learning_rate`: linear warm-up over warmup_steps, then cosine to 0 at `steps`
-    (Keras's CosineDecay does both); a float for "constant" and "plateau" (the plateau
-    callback lowers it)."""
+# A warm-up at least as long as the run (a short trial of a preset: `train.epochs=1`) leaves
+# no steps for the cosine. It is clamped to 10 % of the steps, the usual warm-up of short
+# runs (BERT's fine-tuning, the transformers library's warmup_ratio = 0.1): long enough that
+# the first updates are small while the optimizer's moments settle, short enough that 90 %
+# of the run is spent at useful rates. Rounded down: under 10 steps there is no warm-up,
+# since a warm-up's first step has rate 0 and would waste a tenth or more of the run.
+WARMUP_PERCENT = 10
+
+
+def warmup_steps(cfg: TrainConfig, steps: int, key: str = "train") -> int:
+    """cfg.warmup_steps, or WARMUP_PERCENT of `steps` (with a note naming `key`, the config
+    section) where it would leave no steps for the cosine."""
+    if cfg.warmup_steps < steps:
+        return cfg.warmup_steps
+    clamped = steps * WARMUP_PERCENT // 100
+    print(f"mentor: note: {key}.warmup_steps = {cfg.warmup_steps} is not shorter than the "
+          f"{steps} steps of this training, so the warm-up is {clamped} "
+          f"step{'' if clamped == 1 else 's'} "
+          f"({WARMUP_PERCENT} % of them). Set {key}.warmup_steps ≤ {steps - 1} (e.g. "
+          f"{clamped}) to choose it yourself and silence this note.", flush=True)
+    return clamped
+
+
+def learning_rate(cfg: TrainConfig, steps: int, key: str = "train"):
+    """Peak `learning_rate`: linear warm-up over warmup_steps (clamped by `warmup_steps`),
+    then cosine to 0 at `steps` (Keras's CosineDecay does both); a float for "constant" and
+    "plateau" (the plateau callback lowers it). `key` names cfg's section in the note."""
     if cfg.schedule in ("constant", "plateau"):
         return cfg.learning_rate
-    if cfg.warmup_steps >= steps:
-        raise MentorError(
-            f"train.warmup_steps = {cfg.warmup_steps} leaves no steps for the cosine decay "
-            f"(training has {steps} steps); lower it.")
-    if cfg.warmup_steps:
+    warmup = warmup_steps(cfg, steps, key)
+    if warmup:
         return keras.optimizers.schedules.CosineDecay(
-            0.0, steps - cfg.warmup_steps, warmup_target=cfg.learning_rate,
-            warmup_steps=cfg.warmup_steps)
+            0.0, steps - warmup, warmup_target=cfg.learning_rate, warmup_steps=warmup)
     return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)
 
 
@@ -71,11 +90,11 @@ def pretrained_variables(model: keras.Model) -> list:
     return [v for v in model.trainable_variables if id(v) not in ids]
 
 
-def build_optimizer(cfg: TrainConfig, steps: int,
-                    model: keras.Model | None = None) -> keras.optimizers.Optimizer:
+def build_optimizer(cfg: TrainConfig, steps: int, model: keras.Model | None = None, *,
+                    key: str = "train") -> keras.optimizers.Optimizer:
     """cfg's optimizer and schedule; with train.backbone_lr_scale ≠ 1, `model`'s pretrained
-    part learns at that fraction of the rate."""
-    lr = learning_rate(cfg, steps)
+    part learns at that fraction of the rate. `key` is cfg's section, for notes."""
+    lr = learning_rate(cfg, steps, key)
     clip = {"global_clipnorm": cfg.clipnorm} if cfg.clipnorm else {}
     wd = cfg.weight_decay or None
     if cfg.optimizer == "adamw":

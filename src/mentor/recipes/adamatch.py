@@ -222,15 +222,17 @@ def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
           f"{t.batch_size * c.ratio}", flush=True)
     curve = target_curve(test, config.seed)
     stage = run_dir.stage("model")
-    train(trainer, lambda s: PairedBatches(source, target, t.batch_size, ratio=c.ratio,
-                                           steps=steps, seed=config.seed, start_step=s,
-                                           target_labels=True, workers=config.data.workers),
-          stage, t, per_epoch=per_epoch, steps=steps,
-          validation=(val.x, val.y) if val is not None else None, callbacks=[curve()])
+    taken = train(  # fewer than `steps` when a callback stopped the stage early
+        trainer, lambda s: PairedBatches(source, target, t.batch_size, ratio=c.ratio,
+                                         steps=steps, seed=config.seed, start_step=s,
+                                         target_labels=True, workers=config.data.workers),
+        stage, t, per_epoch=per_epoch, steps=steps,
+        validation=(val.x, val.y) if val is not None else None,
+        callbacks=[curve()])
     run_dir.save_model(classifier, "model.keras")
 
     metrics = {"recipe": "adamatch", "mode": config.mode, "backend": keras.backend.backend(),
-               "steps": steps, "target_acc": accuracy(classifier, test),
+               "steps": taken, "target_acc": accuracy(classifier, test),
                "source_acc": accuracy(classifier, val if val is not None else source)}
     baseline_stage = None
     if config.baseline.enabled:

@@ -112,11 +112,12 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
           f"({count_params(student, trainable_only=True):,} parameters) on the noisy view, "
           f"T = {config.loss.temperature:g}", flush=True)
     stage = run_dir.stage("student")
-    train(trainer, lambda start: Batches(train_set, t.batch_size, steps=steps,
-                                         seed=config.seed + 2, start_step=start,
-                                         workers=config.data.workers),
-          stage, t, per_epoch=per_epoch, steps=steps,
-          validation=(val.x, val.y) if val is not None else None)
+    taken = train(  # fewer than `steps` when a callback stopped the stage early
+        trainer, lambda start: Batches(train_set, t.batch_size, steps=steps,
+                                       seed=config.seed + 2, start_step=start,
+                                       workers=config.data.workers),
+        stage, t, per_epoch=per_epoch, steps=steps,
+        validation=(val.x, val.y) if val is not None else None)
     run_dir.save_model(student, "student.keras")
 
     r = config.robustness
@@ -126,7 +127,7 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
     results = robustness.sweep({"teacher": teacher.model, "student": student}, subset,
                                corruptions=r.corruptions or None,
                                severities=tuple(r.severities), seed=r.seed)
-    metrics = {"recipe": "consistency", "backend": keras.backend.backend(), "steps": steps,
+    metrics = {"recipe": "consistency", "backend": keras.backend.backend(), "steps": taken,
                "teacher_steps": teacher.steps}
     for who, model in (("teacher", teacher.model), ("student", student)):
         # the sweep's clean pass covered the whole test set unless it ran on a subset

@@ -257,17 +257,18 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
           + (f", labels weighted {config.loss.label_weight:g}" if config.loss.label_weight
              else ""), flush=True)
     stage, started = run_dir.stage("student"), time.time()
-    train(trainer, lambda start: Batches(train_set, t.batch_size, steps=steps,
-                                         seed=config.seed + 2, start_step=start,
-                                         workers=config.data.workers),
-          stage, t, per_epoch=per_epoch, steps=steps,
-          validation=(val_view.x, val_view.y) if val_view is not None else None)
+    taken = train(  # fewer than `steps` when a callback stopped the stage early
+        trainer, lambda start: Batches(train_set, t.batch_size, steps=steps,
+                                       seed=config.seed + 2, start_step=start,
+                                       workers=config.data.workers),
+        stage, t, per_epoch=per_epoch, steps=steps,
+        validation=(val_view.x, val_view.y) if val_view is not None else None)
     seconds = {"student_seconds": time.time() - started}
     if teacher.steps:
         seconds["teacher_seconds"] = teacher.seconds
     run_dir.save_model(student, "student.keras")
 
-    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "steps": steps,
+    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "steps": taken,
                "teacher_steps": teacher.steps}
     metrics.update(compare(logits(teacher_model, test_view, probabilities=probabilities),
                            logits(student, test_view), test_view.y))
