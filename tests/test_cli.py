@@ -5,7 +5,9 @@ exit code 2 for a wrong command line or config (found before any work) or 1 for 
 failed (data, files, models, network, training), and no metrics.json.
 """
 
+import html
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -55,6 +57,12 @@ def test_demo_end_to_end_short(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "demo", "supervised", "--out", str(out_dir),
                            "--set", "train.epochs=1")
     assert code == 0 and "test_acc" in out
+    assert "[1/1] supervised:" in out  # part headers number the parts
+    # …and it ends on the summary table and the page that compares the parts
+    metrics = json.loads((out_dir / "supervised" / "metrics.json").read_text())
+    assert f"supervised   test {100 * metrics['test_acc']:.1f} % (72,666 parameters)" in out
+    assert f"compare them in {out_dir / 'index.html'}" in out
+    assert 'href="supervised/report.html"' in (out_dir / "index.html").read_text()
     out_dir = out_dir / "supervised"
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["recipe"] == "supervised" and metrics["test_images"] == 1000
@@ -251,6 +259,12 @@ def test_robustness_generated_and_from_a_cifar10c_release(capsys, tmp_path):
                              "corrupt_acc/gaussian_noise/1", "corrupt_acc/gaussian_noise/5"]
     assert metrics["corrupt_acc"] == pytest.approx(np.mean([metrics[k] for k in cells]))
     assert (tmp_path / "gen" / "robustness.png").stat().st_size > 0
+    # its report opens with the verdict on these numbers: 2 benchmark corruptions here
+    page = (tmp_path / "gen" / "report.html").read_text()
+    said = html.unescape(re.search(r'<p class="verdict">(.*?)</p>', page).group(1))
+    assert (f"{100 * metrics['clean_acc']:.1f} % of the 50 clean images and "
+            f"{100 * metrics['corrupt_acc']:.1f} % of their corrupted versions") in said
+    assert "(2 corruptions × 2 severities)" in out
 
     release = tmp_path / "CIFAR-10-C"
     release.mkdir()

@@ -117,6 +117,30 @@ def test_a_label_term_weighs_the_mixed_labels_against_the_teacher_as_hinton_et_a
     assert got == pytest.approx(float(np.mean(0.7 * kl + 0.3 * ce)), rel=1e-4)
 
 
+def test_images_without_labels_add_nothing_to_the_label_term():
+    trainer = make_trainer(label_weight=0.5)
+    x, y = batch(8)
+    labeled = np.array([1, 0, 1, 1, 0, 0, 1, 0], "float32")
+    student_logits = trainer({"images": x, "labeled": labeled}, training=True)
+    got = float(keras.ops.convert_to_numpy(
+        trainer.compute_loss(x, y, student_logits, training=True)))
+    t, s = (keras.ops.convert_to_numpy(v) for v in (trainer.kept["teacher_logits"],
+                                                    student_logits))
+    lam, partner = (keras.ops.convert_to_numpy(trainer.kept[k]) for k in ("weights", "partner"))
+    p = np.exp(t) / np.exp(t).sum(-1, keepdims=True)
+    q = np.exp(s) / np.exp(s).sum(-1, keepdims=True)
+    kl = np.sum(p * np.log(p / q), axis=-1)  # on every image, labeled or not
+    own, other = lam * labeled, (1 - lam) * labeled[partner]
+    log_q = np.log(q)
+    ce = own * -log_q[np.arange(8), y] + other * -log_q[np.arange(8), y[partner]]
+    want = 0.5 * kl.mean() + 0.5 * ce.sum() / (own + other).sum()
+    assert got == pytest.approx(float(want), rel=1e-4)
+    # the labels of unlabeled images really are left out: changing them changes nothing
+    y2 = np.where(labeled == 1, y, (y + 1) % 3)
+    assert float(keras.ops.convert_to_numpy(trainer.label_term(y2, student_logits))) == \
+        pytest.approx(float(keras.ops.convert_to_numpy(trainer.label_term(y, student_logits))))
+
+
 def test_mixup_weights_are_uniform_and_partners_come_from_the_batch():
     view = SharedView(mixup=True, seed=1)
     x = np.random.default_rng(0).integers(0, 256, (512, 8, 8, 3)).astype("uint8")

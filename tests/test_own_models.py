@@ -8,8 +8,8 @@ import importlib
 import keras
 import numpy as np
 import pytest
-
 from conftest import as_numpy
+
 from mentor.config import ModelConfig, from_dict
 from mentor.core.trainer import ClassifierTrainer
 from mentor.errors import MentorError

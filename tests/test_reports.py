@@ -40,6 +40,10 @@ def test_distill_verdict_says_above_or_below_teacher_and_labels_only():
     assert "0.4 points above the same student trained on the labels alone (96.5 %)" in said
     level = verdict({**DISTILL, "student_labels_only_acc": 0.969})
     assert "level with the same student trained on the labels alone" in level
+    assert "labels for" not in said  # every image labeled: nothing to say
+    partial = verdict({**DISTILL, "train_images": 3600, "labeled_images": 1000})
+    assert partial.endswith(", with labels for 1,000 of its 3,600 training images: the "
+                            "teacher labels the rest.")
 
 
 def test_adamatch_verdict_gives_the_gain_over_source_only():

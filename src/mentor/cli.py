@@ -17,7 +17,7 @@ from mentor.errors import MentorError, UsageError
 
 EXAMPLES = """\
 examples:
-  mentor demo                                   # the embedded end-to-end run (~5 min on CPU)
+  mentor demo                                   # the embedded end-to-end run (< 5 min, 2 CPU cores)
   mentor presets                                # what ships, one line each
   mentor train demo --set train.epochs=3        # a preset with an override
   mentor train my.toml --out runs/mine          # your own config file

@@ -331,6 +331,11 @@ class DistillConfig(Section):
     recipe: str = "distill"
     description: str = ""
     seed: int = seed_field()
+    # 0: the student may use every training label. N: only N seeded images a class keep
+    # their labels for the student's loss.label_weight term and its labels-only twin; the
+    # student still matches the teacher on every image, which a teacher trained here learns
+    # with all labels: the setting where distillation pays, a teacher that knows more.
+    labels_per_class: int = at_least(0, 0)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: DistillTeacherConfig = field(default_factory=DistillTeacherConfig)
     model: ModelConfig = field(default_factory=ModelConfig)  # the student

@@ -12,15 +12,17 @@ from mentor.console import duration, print_metrics
 from mentor.errors import MentorError
 from mentor.verdict import percent, verdict
 
-# part → (preset, what it shows, seconds it took on a 2-core CPU: the ETA's yardstick)
+# part → (preset, what it shows, seconds it took on a 2-core CPU on 2026-11-30, the ETA's
+# yardstick: the presets' headers)
 DEMO_PARTS = {
-    "supervised": ("demo", "small CNN on embedded MNIST-5k", 35),
+    "supervised": ("demo", "small CNN on embedded MNIST-5k", 43),
     "consistency": ("demo-consistency", "a noisy student of that model, under 19 corruptions",
-                    52),
-    "distill": ("demo-distill", "that model distilled into a student with 7× fewer parameters",
-                68),
+                    66),
+    "distill": ("demo-distill", "that model distilled into a student with 7× fewer "
+                "parameters and the labels of 200 of its 3600 digits",
+                87),
     "adamatch": ("demo-adamatch", "AdaMatch from UCI digit scans to MNIST, against source-only",
-                 93),
+                 73),
 }
 
 # The figure each part's row of index.html shows: the one that carries its comparison.
@@ -112,7 +114,7 @@ def write_index(root: pathlib.Path, results: dict, seconds: dict, total: float) 
         img = (f'<a href="{part}/report.html"><img src="{part}/{figure}" alt="{part}: '
                f'{html.escape(figure)}"></a>' if figure and (root / part / figure).is_file()
                else "")
-        rows.append(f"""<section>
+        rows.append(f"""<section id="{part}">
 <h2>{i}. {html.escape(part)} <small>{html.escape(what)} · preset <code>{preset}</code> ·
 {duration(seconds[part])}</small></h2>
 <p class="verdict">{html.escape(verdict(metrics))}</p>

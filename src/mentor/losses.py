@@ -37,14 +37,20 @@ def soft_target_kl(teacher_logits, student_logits, temperature=1.0, t_squared=Tr
     return kl * (temperature ** 2) if t_squared else kl
 
 
-def mixed_cross_entropy(labels, logits, weights, partner):
+def mixed_cross_entropy(labels, logits, weights, partner, labeled=None):
     """Cross-entropy on MixUp images: weights·CE(label) + (1 − weights)·CE(partner's label),
     per example (Zhang et al. 2018). weights: λ per image (B,); partner: the index of the
-    image each one was mixed with (B,)."""
-    partner_labels = ops.take(labels, ops.cast(partner, "int32"), axis=0)
+    image each one was mixed with (B,); labeled: 1 where an image's label may be used, 0
+    where it may not (that image's share of the mix then adds nothing), default all 1."""
+    partner = ops.cast(partner, "int32")
     weights = ops.cast(weights, "float32")
-    return (ops.multiply(weights, cross_entropy(labels, logits))
-            + ops.multiply(1.0 - weights, cross_entropy(partner_labels, logits)))
+    own = weights if labeled is None else weights * ops.cast(labeled, "float32")
+    other = 1.0 - weights
+    if labeled is not None:
+        other = other * ops.take(ops.cast(labeled, "float32"), partner, axis=0)
+    partner_labels = ops.take(labels, partner, axis=0)
+    return (ops.multiply(own, cross_entropy(labels, logits))
+            + ops.multiply(other, cross_entropy(partner_labels, logits)))
 
 
 def consistency_loss(labels, student_logits, teacher_logits, *, temperature=10.0,

@@ -183,8 +183,12 @@ def bars(rows: list[tuple[str, float, str]], path, ylabel: str = "test accuracy"
         ax.text(bar.get_x() + bar.get_width() / 2, value,
                 f"{100 * value:.1f} %" + (f"\n{text}" if text else ""),
                 ha="center", va="bottom", fontsize=8)
-    ax.set_ylim(0, 1.18)
-    ax.set_ylabel(ylabel)
+    # Accuracies a point apart look equal on an axis from 0: start it twice the spread
+    # below the lowest bar (whole percents), and say so on the axis.
+    values = [r[1] for r in rows]
+    low = max(0.0, int(100 * (min(values) - 2 * (max(values) - min(values)))) / 100)
+    ax.set_ylim(low, 1.0 + 0.18 * (1.0 - low))
+    ax.set_ylabel(ylabel + (f" (axis from {100 * low:.0f} %)" if low else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

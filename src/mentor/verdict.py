@@ -58,11 +58,15 @@ def _distill(m: dict) -> str:
             f"{percent(m['student_acc'])} correctly: "
             + _relation(m["student_acc"] - m["teacher_acc"],
                         f"its teacher ({percent(m['teacher_acc'])})"))
+    partial = m.get("labeled_images", m.get("train_images")) != m.get("train_images")
     if "student_labels_only_acc" in m:
         text += " and " + _relation(
             m["student_acc"] - m["student_labels_only_acc"],
             f"the same student trained on the labels alone "
             f"({percent(m['student_labels_only_acc'])})")
+    if partial:
+        text += (f", with labels for {m['labeled_images']:,} of its {m['train_images']:,} "
+                 "training images: the teacher labels the rest")
     return text + "."
 
 
@@ -134,6 +138,10 @@ GLOSSARY = {
     "params": "trainable parameters of the model",
     "teacher_params": "trainable parameters of the teacher",
     "student_params": "trainable parameters of the student",
+    "labeled_images": "training images whose labels the student and its labels-only twin "
+                      "may use (labels_per_class); the student sees the others through the "
+                      "teacher",
+    "train_images": "images the model trains on (the validation images held out)",
     "seconds": "wall-clock time of the whole run",
     "images": "how many images were evaluated",
 }

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from mentor.data.imageset import ImageSet
-from mentor.errors import MentorError
+from mentor.errors import MentorError, UsageError
 from mentor.runtime import predict
 
 
@@ -45,7 +45,7 @@ def build_for(model_config, data: ImageSet, image_size: int = 0, *,
     except MentorError:
         raise
     except Exception as error:  # the builders' own checks and Keras's: ValueError, TypeError…
-        raise MentorError(
+        raise UsageError(
             f"[{key}] {model_config.name} with options {model_config.options} cannot be "
             f"built for {size}×{size}×{data.image_shape[2]} images: {error}. Change "
             f"{key}.options or {key}.name.") from None

@@ -63,28 +63,35 @@ def split_fraction(data: ImageSet, fraction: float, seed: int, names=("train", "
             data.subset(held, f"{data.name}/{names[1]}"))
 
 
-def labeled_split(data: ImageSet, labels_per_class: int, seed: int):
-    """Keep `labels_per_class` labeled images per class; the rest become unlabeled.
-
-    Returns (labeled, unlabeled). The unlabeled set keeps its labels for monitoring only.
-    """
-    labeled, unlabeled = [], []
+def labeled_rows(data: ImageSet, labels_per_class: int, seed: int) -> np.ndarray:
+    """The sorted rows of `labels_per_class` seeded images per class: those whose labels a
+    semi-supervised run may use."""
+    rows = []
     for c, idx in zip(np.unique(data.y), _stratified_order(data.y, seed)):
         if len(idx) < labels_per_class:
             raise MentorError(
                 f"{data.name}: class {data.class_names[c]!r} has {len(idx)} images, fewer than "
                 f"labels_per_class = {labels_per_class}. Lower labels_per_class or add data."
             )
-        labeled.append(idx[:labels_per_class])
-        unlabeled.append(idx[labels_per_class:])
+        rows.append(idx[:labels_per_class])
     missing = sorted(set(range(data.num_classes)) - set(np.unique(data.y).tolist()))
     if missing:
         raise MentorError(
             f"{data.name}: no images at all for class(es) {missing[:10]}; labels_per_class "
             "needs every class present."
         )
-    return (data.subset(np.sort(np.concatenate(labeled)), f"{data.name}/labeled"),
-            data.subset(np.sort(np.concatenate(unlabeled)), f"{data.name}/unlabeled"))
+    return np.sort(np.concatenate(rows))
+
+
+def labeled_split(data: ImageSet, labels_per_class: int, seed: int):
+    """Keep `labels_per_class` labeled images per class; the rest become unlabeled.
+
+    Returns (labeled, unlabeled). The unlabeled set keeps its labels for monitoring only.
+    """
+    rows = labeled_rows(data, labels_per_class, seed)
+    rest = np.setdiff1d(np.arange(len(data)), rows)
+    return (data.subset(rows, f"{data.name}/labeled"),
+            data.subset(rest, f"{data.name}/unlabeled"))
 
 
 class _Stream:

@@ -265,7 +265,7 @@ def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
                     "acc": "source training accuracy (weak + strong views)"}
     figures += history_figures(run_dir, [
         ("Training: the objective (source CE + μ · target pseudo-label loss) and its parts, "
-         "accuracies (the target's in blue-green), μ, mask rate", stage,
+         "accuracies (target test accuracy in green), μ, mask rate", stage,
          {"objective": "training objective and its parts", "labels": source_names}),
         (f"Baseline: the same model on the {alone} alone", baseline_stage,
          {"labels": {"val_acc": "source validation accuracy"}})])

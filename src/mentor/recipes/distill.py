@@ -49,7 +49,7 @@ from mentor.core.run import (
 )
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
-from mentor.data.pipeline import Batches, prepare
+from mentor.data.pipeline import Batches, labeled_rows, prepare
 from mentor.errors import MentorError
 from mentor.losses import (
     cross_entropy,
@@ -125,6 +125,23 @@ def flip_averaged(teacher: keras.Model) -> keras.Model:
     return keras.Model(images, out, name=f"{teacher.name}_flip_averaged")
 
 
+class LabeledBatches(Batches):
+    """Batches whose images come with the flags of which labels the label term may use
+    ({"images", "labeled"}, y); plain Batches when every label may be used (`mask` None).
+    The labels of unlabeled images ride along for the accuracy curve only."""
+
+    def __init__(self, data: ImageSet, mask, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        self.mask = mask
+
+    def __getitem__(self, index):
+        x, y = super().__getitem__(index)
+        if self.mask is None:
+            return x, y
+        rows = self.stream.rows(self.start_step + index)
+        return {"images": x, "labeled": self.mask[rows]}, y
+
+
 # ----------------------------------------------------------------------------- loss
 
 
@@ -143,6 +160,9 @@ class DistillTrainer(Trainer):
         self.agreement_tracker = keras.metrics.Mean(name="agreement")
 
     def call(self, x, training=False):
+        labeled = None
+        if isinstance(x, dict):  # LabeledBatches: which images' labels the label term may use
+            x, labeled = x["images"], x["labeled"]
         if training:
             images, weights, partner = self.view(x)
         else:  # validation: plain images, and the teacher too, for val_kl and val_agreement
@@ -154,25 +174,36 @@ class DistillTrainer(Trainer):
         teacher_logits = keras.ops.stop_gradient(self.teacher(images, training=False))
         if self.teacher_probabilities:
             teacher_logits = keras.ops.log(keras.ops.maximum(teacher_logits, 1e-12))
-        self.keep(teacher_logits=teacher_logits, weights=weights, partner=partner)
+        self.keep(teacher_logits=teacher_logits, weights=weights, partner=partner,
+                  labeled=labeled)
         return self.classifier(images, training=training)
 
     def objective(self, y, y_pred, training):
         teacher_logits = self.kept["teacher_logits"]
         if training:
-            per_example = soft_target_kl(teacher_logits, y_pred, self.temperature,
-                                         self.t_squared)
+            loss = keras.ops.mean(soft_target_kl(teacher_logits, y_pred, self.temperature,
+                                                 self.t_squared))
             if self.label_weight:  # Hinton et al.'s weighting; the labels mixed as the images
                 a = self.label_weight
-                labels = mixed_cross_entropy(y, y_pred, self.kept["weights"],
-                                             self.kept["partner"])
-                per_example = (1.0 - a) * per_example + a * labels
+                loss = (1.0 - a) * loss + a * self.label_term(y, y_pred)
         else:  # validation: the student's cross-entropy on labelled images
-            per_example = cross_entropy(y, y_pred)
+            loss = keras.ops.mean(cross_entropy(y, y_pred))
         self.kl_tracker.update_state(kl_divergence(teacher_logits, y_pred))
         agree = keras.ops.argmax(teacher_logits, -1) == keras.ops.argmax(y_pred, -1)
         self.agreement_tracker.update_state(keras.ops.cast(agree, "float32"))
-        return keras.ops.mean(per_example)
+        return loss
+
+    def label_term(self, y, y_pred):
+        """The mixed cross-entropy averaged over the labels it may use: with every image
+        labeled, its plain mean over the batch; with some unlabeled (labels_per_class),
+        their shares of the mixes drop out of both the sum and the count."""
+        k = self.kept
+        per_example = mixed_cross_entropy(y, y_pred, k["weights"], k["partner"], k["labeled"])
+        if k["labeled"] is None:
+            return keras.ops.mean(per_example)
+        m, w = keras.ops.cast(k["labeled"], "float32"), k["weights"]
+        mass = w * m + (1.0 - w) * keras.ops.take(m, k["partner"], axis=0)
+        return keras.ops.sum(per_example) / keras.ops.maximum(keras.ops.sum(mass), 1e-6)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Accuracy on a mixed image counts the label of the image with the larger weight
@@ -230,7 +261,17 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     preflight(config, train_set, size)
     val_view, test_view = (eval_view(d, config.augment.eval_crop, size) for d in (val, test))
 
-    # A teacher trained here sees the student's input size.
+    labeled, mask = train_set, None
+    if config.labels_per_class:  # the rest of the images only the teacher can label
+        rows = labeled_rows(train_set, config.labels_per_class, config.seed)
+        labeled = train_set.subset(rows, f"{train_set.name}/labeled")
+        mask = np.zeros(len(train_set), np.float32)
+        mask[rows] = 1.0
+        print(f"labels: {len(labeled)} of the {len(train_set)} training images keep theirs "
+              f"(labels_per_class = {config.labels_per_class}); the student matches the "
+              "teacher on all of them", flush=True)
+    # A teacher trained here sees the student's input size and every label: it is the
+    # teacher that knows more than the student's labels teach.
     teacher_train = prepare(train_set, size)
     teacher = get_teacher(config, teacher_train, val_view, run_dir)
     check_model_matches(teacher.model, test_view)
@@ -258,9 +299,9 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
              else ""), flush=True)
     stage, started = run_dir.stage("student"), time.time()
     taken = train(  # fewer than `steps` when a callback stopped the stage early
-        trainer, lambda start: Batches(train_set, t.batch_size, steps=steps,
-                                       seed=config.seed + 2, start_step=start,
-                                       workers=config.data.workers),
+        trainer, lambda start: LabeledBatches(train_set, mask, t.batch_size, steps=steps,
+                                              seed=config.seed + 2, start_step=start,
+                                              workers=config.data.workers),
         stage, t, per_epoch=per_epoch, steps=steps,
         validation=(val_view.x, val_view.y) if val_view is not None else None)
     seconds = {"student_seconds": time.time() - started}
@@ -276,14 +317,16 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     if config.baseline.enabled:
         started = time.time()
         baseline, baseline_stage = train_baseline(
-            run_dir, config.model, teacher_train, prepare(val, size) if val is not None else None,
+            run_dir, config.model, prepare(labeled, size),
+            prepare(val, size) if val is not None else None,
             augment_cfg=config.baseline.augment, train_cfg=t, seed=config.seed,
-            workers=config.data.workers)
+            workers=config.data.workers, per_epoch=per_epoch if mask is not None else 0)
         seconds["baseline_seconds"] = time.time() - started
         metrics["student_labels_only_acc"] = accuracy(baseline, test_view)
     metrics.update(teacher_params=teacher_params,
                    student_params=count_params(student, trainable_only=True),
-                   train_images=len(train_set), test_images=len(test))
+                   train_images=len(train_set), labeled_images=len(labeled),
+                   test_images=len(test))
 
     objective = ("training objective: KL·T² on shared views"
                  + (f", labels weighted {config.loss.label_weight:g}"
