@@ -3,6 +3,9 @@
 - The suite runs on torch by default; tests marked `neutral` run again on JAX in CI with
   `KERAS_BACKEND=jax python -m pytest -m neutral`.
 - Tests that need ../shared/data skip with a reason where it is absent (a user's machine).
+- `torch_once` leaves a neutral test out of the other backends' passes: a whole short run
+  whose checks (files written, steps counted, a resume) the smoke runs already make there,
+  and which costs 15-50 s of XLA compilation on JAX for nothing new.
 """
 
 import os
@@ -13,6 +16,15 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("KERAS_BACKEND", "torch") == "torch":
+        return
+    once = [item for item in items if item.get_closest_marker("torch_once")]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if not item.get_closest_marker("torch_once")]
 
 
 @pytest.fixture

@@ -147,6 +147,7 @@ def config(**values):
     return from_dict(base)
 
 
+@pytest.mark.torch_once
 def test_short_ssl_run_writes_the_output_contract(tmp_path):
     from mentor.recipes import adamatch
 

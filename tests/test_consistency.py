@@ -74,6 +74,7 @@ def test_consistency_config_defaults_follow_the_recipe():
     assert cfg.robustness.severities == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.torch_once
 def test_short_consistency_run_on_real_digits(tmp_path):
     from mentor.recipes import consistency
 

@@ -196,6 +196,7 @@ def tiny_config(**extra):
     return from_dict(values)
 
 
+@pytest.mark.torch_once
 def test_a_run_resumed_after_its_teacher_stage_still_counts_the_teachers_steps(tmp_path):
     """The teacher is not trained again on resume (teacher.keras is kept), but its steps and
     time still belong to the run's metrics."""
@@ -217,6 +218,7 @@ def test_a_run_resumed_after_its_teacher_stage_still_counts_the_teachers_steps(t
     assert again["teacher_seconds"] == first["teacher_seconds"]
 
 
+@pytest.mark.torch_once
 def test_short_distill_run_writes_the_output_contract(tmp_path):
     from mentor.recipes import distill
 
@@ -386,6 +388,7 @@ def test_a_flip_averaged_teacher_is_the_mean_of_its_outputs_on_the_image_and_its
     assert averaged.output_shape == teacher.output_shape
 
 
+@pytest.mark.torch_once
 def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_frozen(tmp_path):
     from mentor.data.splits import load_splits
     from mentor.models import count_params, load_model

@@ -65,6 +65,7 @@ def test_float32_logits_from_uint8_images(name, channels):
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
 
 
+@pytest.mark.torch_once
 def test_bit_r101x3_is_r101_at_width_3():
     assert MODELS["bit_r101x3"].fixed == {"depth": 101, "width": 3}
     # Its 382 M parameters take too long to build in a test; the same depth at width 0.5 runs.

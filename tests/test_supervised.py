@@ -34,6 +34,7 @@ def digits_config(**train):
     })
 
 
+@pytest.mark.torch_once
 def test_supervised_learns_on_real_digits_and_writes_the_run_directory(tmp_path):
     config = digits_config(ema=0.9)
     metrics = supervised.run(config, tmp_path / "run", name="digits")
@@ -101,6 +102,7 @@ def test_one_fit_step_of_a_zoo_model_with_augmentation():
     assert not np.allclose(keras.ops.convert_to_numpy(classifier.trainable_weights[0]), before)
 
 
+@pytest.mark.torch_once
 def test_same_seed_gives_the_same_metrics(tmp_path):
     config = digits_config(epochs=1)
     a = supervised.run(config, tmp_path / "a")
@@ -108,6 +110,7 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     assert a["test_acc"] == b["test_acc"] and a["val_acc"] == b["val_acc"]
 
 
+@pytest.mark.torch_once
 def test_swa_in_a_run_recalibrates_batchnorm_on_the_averaged_weights(tmp_path, monkeypatch):
     """SWA's unit test is in test_training; here the run must re-estimate batch norm after
     loading the average, on the training images (the averaged weights never produced the
@@ -123,6 +126,7 @@ def test_swa_in_a_run_recalibrates_batchnorm_on_the_averaged_weights(tmp_path, m
     assert calls == [(calls[0][0], metrics["train_images"])]
 
 
+@pytest.mark.torch_once
 def test_usps_to_mnist_example_runs(shared_data, tmp_path, monkeypatch):
     """The source-only baseline TOML of the foundation issue (one epoch here)."""
     import pathlib
