@@ -34,6 +34,12 @@ VERDICT_KEYS = {"supervised": ["test_acc"],
                 "distill": ["student_acc", "teacher_acc", "student_labels_only_acc"],
                 "adamatch": ["target_acc", "source_only_target_acc"]}
 
+# The figure that carries each recipe's comparison (the demo's index page shows it).
+KEY_FIGURES = {"supervised": ["curves.png"],
+               "consistency": ["difference.png", "per_corruption.png", "robustness.png"],
+               "distill": ["accuracy.png", "views.png"],
+               "adamatch": ["accuracy.png", "target_accuracy.png", "views.png"]}
+
 CASES = {  # recipe → (config, saved model, metric it must reproduce)
     "supervised": ({"augment": {"flip": False}}, "model.keras", "test_acc"),
     "consistency": ({"teacher": TEACHER, "robustness": {"corruptions": ["gaussian_noise"],
@@ -73,3 +79,9 @@ def test_one_short_run_and_a_keras_round_trip(recipe, tmp_path):
     said = html.unescape(re.search(r'<p class="verdict">(.*?)</p>', page).group(1))
     for key in VERDICT_KEYS[recipe]:
         assert f"{100 * saved_metrics[key]:.1f} %" in said, (key, said)
+    for figure in KEY_FIGURES[recipe]:
+        assert f'src="{figure}"' in page and (tmp_path / "run" / figure).stat().st_size > 0
+    if recipe == "adamatch":  # the target's accuracy over training, for AdaMatch and source-only
+        for history in ("history.csv", "baseline_history.csv"):
+            header = (tmp_path / "run" / history).read_text().splitlines()[0].split(",")
+            assert "target_acc" in header, (history, header)
