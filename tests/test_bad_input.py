@@ -282,3 +282,28 @@ def test_embedded_and_shared_data_still_load(shared_data):
     for spec in ["embedded:digits", "embedded:mnist5k", *sorted(shared_data.glob("*.npz"))]:
         data = load_source(str(spec))
         assert data.num_classes == int(data.y.max()) + 1
+
+
+def test_a_run_on_a_folder_with_broken_files_counts_them_and_strict_refuses(capsys, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("zero", "one"):
+        for i in range(12):
+            path = tmp_path / "imgs" / c / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(path)
+    (tmp_path / "imgs" / "zero" / "empty.png").write_bytes(b"")
+    (tmp_path / "imgs" / "one" / "text.jpg").write_text("not a picture")
+    tiny = ["--set", "data.train=folder:" + str(tmp_path / "imgs"), "--set", "train.epochs=1",
+            "--set", "train.batch_size=8", "--set", "model.options.width=4"]
+    code, out, _ = run_cli(capsys, "train", "demo", *tiny, "--out", tmp_path / "run")
+    assert code == 0 and "skipped 2 of 26 files that do not decode" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["skipped_images"] == 2
+    assert sorted(os.path.basename(f) for f in metrics["skipped_files"]) == ["empty.png",
+                                                                              "text.jpg"]
+    code, _, err = run_cli(capsys, "train", "demo", *tiny, "--strict", "--out", tmp_path / "s")
+    # classes in sorted order: "one" (text.jpg) is read before "zero" (empty.png)
+    refused(code, err, "cannot decode the image", "text.jpg", "Without --strict")
+    assert not (tmp_path / "s" / "metrics.json").exists()

@@ -343,7 +343,8 @@ def test_folder_variable_sizes_need_image_size(tmp_path):
     [
         ({"only/a.png": True}, "a classifier needs ≥ 2 classes"),
         ({"a/x.png": True, "b/readme.txt": False}, r"class folder .*b holds no images"),
-        ({"a/x.png": True, "b/broken.png": False}, r"cannot decode the image .*broken.png"),
+        ({"a/x.png": True, "b/broken.png": False},
+         r"no image of the class folder .*b decodes \(e.g. .*broken.png"),
     ],
 )
 def test_folder_bad_inputs(tmp_path, layout, message):
@@ -356,6 +357,45 @@ def test_folder_bad_inputs(tmp_path, layout, message):
             path.write_bytes(b"not an image")
     with pytest.raises(MentorError, match=message):
         load_source(f"folder:{tmp_path}")
+
+
+def _bad_folder(tmp_path):
+    """Two classes of good images, then the files a real folder collects: zero bytes, a
+    truncated PNG, text named .jpg; and modes that decode (CMYK, 16-bit gray, palette)."""
+    good = _images(4, 6, 6)
+    for i, name in enumerate(["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png"]):
+        _save(tmp_path / name, good[i])
+    (tmp_path / "cat" / "empty.png").write_bytes(b"")
+    whole = (tmp_path / "cat" / "a.png").read_bytes()
+    (tmp_path / "dog" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "dog" / "note.jpg").write_text("not a picture")
+    Image.fromarray(good[0]).convert("CMYK").save(tmp_path / "cat" / "cmyk.jpg", quality=95)
+    Image.fromarray(np.arange(36, dtype=np.uint16).reshape(6, 6) * 1800).save(
+        tmp_path / "dog" / "deep.png")
+    Image.fromarray(good[2]).convert("P").save(tmp_path / "dog" / "palette.png")
+    return good
+
+
+def test_a_folder_skips_and_counts_files_that_do_not_decode(tmp_path, capsys):
+    from mentor.data.sources import BadImages
+
+    _bad_folder(tmp_path)
+    BadImages.reset()
+    data = load_source(f"folder:{tmp_path}")
+    # cat: a, b, cmyk (sorted: a, b, cmyk, empty); dog: c, d, deep, palette (cut, note out)
+    assert len(data) == 7 and data.y.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    assert data.image_shape == (6, 6, 3)
+    skipped = {Path(f).name: why for f, why in BadImages.skipped}
+    assert sorted(skipped) == ["cut.png", "empty.png", "note.jpg"]
+    assert skipped["empty.png"] == "empty file"
+    out = capsys.readouterr().out
+    assert "skipped 3 of 10 files that do not decode" in out and "(--strict refuses them)" in out
+    BadImages.reset(strict=True)
+    try:
+        with pytest.raises(MentorError, match=r"cannot decode the image .*empty.png.*Without --strict"):
+            load_source(f"folder:{tmp_path}")
+    finally:
+        BadImages.reset()
 
 
 def test_folder_missing(tmp_path):

@@ -56,6 +56,8 @@ def _runtime_overrides(args) -> list:
         overrides.append(f"runtime.devices={args.devices}")
     if args.precision is not None:
         overrides.append(f"runtime.precision={args.precision}")
+    if args.strict:
+        overrides.append("data.strict=true")
     return overrides
 
 
@@ -65,6 +67,10 @@ def _add_runtime_flags(p):
                         "train.batch_size stays the global batch")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
                    help="compute precision (default float32); losses and softmaxes stay float32")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse an image folder with a file that does not decode (default: "
+                        "skip such files, name them in the log and count them in "
+                        "metrics.json); the same as --set data.strict=true")
 
 
 def _evaluate(args):

@@ -138,6 +138,9 @@ class DataConfig(Section):
     # with more, Keras 3.15 serves its first-batch peek from the shared queue, so the
     # first batch is trained last and runs are not bit-reproducible.
     workers: int = at_least(1, 1)
+    # A file in an image folder that does not decode (corrupt, truncated, empty) is skipped
+    # and counted in the log and metrics.json; true refuses the folder instead (--strict).
+    strict: bool = False
 
 
 @dataclass

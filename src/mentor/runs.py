@@ -248,6 +248,7 @@ def recorded(run):
     section around it (recorded in metrics.json), and a status.json that says how it ended:
     failed (with the message) on an error, interrupted on Ctrl-C. "running" and "completed"
     are written by write_config and write_metrics."""
+    from mentor.data.sources import BadImages
     from mentor.runtime import runtime
 
     @functools.wraps(run)
@@ -258,7 +259,8 @@ def recorded(run):
         if teacher is not None and not teacher.path:
             batches.append(teacher.train.batch_size)
         try:
-            with runtime(config.runtime.devices, config.runtime.precision, batches) as chosen:
+            with runtime(config.runtime.devices, config.runtime.precision, batches) as chosen, \
+                    BadImages.scope(config.data.strict):
                 run_dir.runtime = chosen
                 return run(config, run_dir, **kwargs)
         except NotOurs:

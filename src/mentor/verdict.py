@@ -143,6 +143,8 @@ GLOSSARY = {
                       "teacher",
     "train_images": "images the model trains on (the validation images held out)",
     "seconds": "wall-clock time of the whole run",
+    "skipped_images": "files in the image folders that did not decode (corrupt, truncated, "
+                      "empty) and were left out; the log names them (--strict refuses them)",
     "images": "how many images were evaluated",
 }
 

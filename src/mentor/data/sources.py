@@ -9,6 +9,7 @@ and are reused once their checksum matches; offline, put the files there by hand
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import importlib.resources
 import pickle
@@ -37,7 +38,9 @@ Data sources (spec strings):
                               An array `class_names` names classes.
   folder:PATH or PATH         a folder with one sub-folder of images per class (png, jpg, jpeg,
                               bmp, gif, webp); class names are the sorted sub-folder names.
-                              Images of different sizes need image_size.
+                              Images of different sizes need image_size. A file that
+                              does not decode (corrupt, truncated, empty) is skipped and
+                              counted in the log and metrics.json; --strict refuses it.
   cifar10:train|test          CIFAR-10 (downloaded, 170 MB)
   cifar10c:[DIR]?corruption=NAME&severity=S
                               one of the 19 corruptions (gaussian_noise, fog, jpeg_compression, …;
@@ -436,8 +439,38 @@ _GRAY_MODES = ("1", "L", "LA")  # 8-bit gray PIL modes; 16-bit ones ("I…") are
 _UINT16_TO_UINT8 = 257  # 65535 / 255
 
 
+class BadImages:
+    """What folder loading does with a file it cannot decode (corrupt, truncated, zero
+    bytes): skip it and remember it, by default (one broken file among thousands should
+    not cost a run; the run's log and metrics.json say which), or refuse it (`strict`,
+    the data.strict key and --strict). A run holds its own setting for its duration
+    (`scope`, in runs.recorded) and records what was skipped at its end."""
+
+    strict: bool = False
+    skipped: list = []  # (file, reason), in the order met
+
+    @classmethod
+    def reset(cls, strict: bool = False):
+        cls.strict, cls.skipped = bool(strict), []
+
+    @classmethod
+    @contextlib.contextmanager
+    def scope(cls, strict: bool):
+        """Within the block: `strict`, and a fresh list of skipped files; afterwards the
+        default again (skip), so one strict run leaves no setting behind."""
+        cls.reset(strict)
+        try:
+            yield cls
+        finally:
+            cls.strict = False
+
+
+_SHOWN_SKIPPED = 3  # names in the log line; metrics.json keeps a few more
+
+
 def load_folder(path: Path, image_size: int | None = None) -> ImageSet:
-    """A folder with one sub-folder of images per class; see SOURCES_HELP."""
+    """A folder with one sub-folder of images per class; see SOURCES_HELP. A file that does
+    not decode is skipped and counted (BadImages), or refused under data.strict."""
     path = Path(path)
     name = f"folder:{path}"
     if not path.is_dir():
@@ -448,12 +481,40 @@ def load_folder(path: Path, image_size: int | None = None) -> ImageSet:
             f"{name}: found {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); a "
             "classifier needs ≥ 2 classes, one sub-folder of images for each."
         )
-    images, labels = [], []
+    images, labels, skipped, total = [], [], [], 0
     for label, cls in enumerate(classes):
         files = _image_files(path / cls, name)
-        images += [_decode(f, image_size) for f in files]
-        labels += [label] * len(files)
+        total += len(files)
+        before = len(images)
+        for file in files:
+            try:
+                images.append(_decode(file, image_size))
+            except MentorError as error:
+                if BadImages.strict:
+                    raise MentorError(f"{error} Without --strict (data.strict) such files "
+                                      "are skipped and counted.") from None
+                skipped.append((str(file), _reason(file, error)))
+                continue
+            labels.append(label)
+        if len(images) == before:
+            raise MentorError(
+                f"{name}: no image of the class folder {path / cls} decodes (e.g. "
+                f"{skipped[-1][0]}: {skipped[-1][1]}); replace the files or remove the folder.")
+    if skipped:
+        BadImages.skipped += skipped
+        shown = "; ".join(f"{f} ({why})" for f, why in skipped[:_SHOWN_SKIPPED])
+        more = f"; and {len(skipped) - _SHOWN_SKIPPED} more" if len(skipped) > _SHOWN_SKIPPED else ""
+        print(f"data: {name}: skipped {len(skipped)} of {total} files that do not decode: "
+              f"{shown}{more} (--strict refuses them)", flush=True)
     return ImageSet(_stack(images, name), np.array(labels), classes, name)
+
+
+def _reason(file: Path, error: MentorError) -> str:
+    """Why a file did not decode, in a few words for the log."""
+    if file.stat().st_size == 0:
+        return "empty file"
+    cause = error.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
 
 
 def _image_files(folder: Path, name: str) -> list[Path]:
