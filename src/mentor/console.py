@@ -43,12 +43,12 @@ def format_value(key: str, value) -> str:
 
 def corruption_means(metrics: dict) -> dict[str, dict[str, float]]:
     """model prefix ("", "teacher_", "student_") → corruption → mean over severities."""
-    out: dict[str, dict[str, list]] = {}
-    for key, value in metrics.items():
-        if "corrupt_acc/" in key:
-            prefix, _, cell = key.partition("corrupt_acc/")
-            out.setdefault(prefix, {}).setdefault(cell.split("/")[0], []).append(value)
-    return {p: {c: sum(v) / len(v) for c, v in cs.items()} for p, cs in out.items()}
+    from mentor.robustness import tables
+
+    prefixes = dict.fromkeys(k.partition("corrupt_acc/")[0] for k in metrics
+                             if "corrupt_acc/" in k)
+    return {p: tables({k[len(p):]: v for k, v in metrics.items()
+                       if k.startswith(f"{p}corrupt_acc/")})[0] for p in prefixes}
 
 
 def corruption_table(metrics: dict) -> list[str]:
