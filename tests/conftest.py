@@ -72,3 +72,24 @@ def bn_classifier(classes=3, size=8, name=None, record=None):
 def write_npz(path, **arrays) -> str:
     np.savez(path, **arrays)
     return str(path)
+
+
+def write_digit_folder(root, *, per_class: int = 30, classes: int = 10, size: int = 16,
+                       fmt: str = "png"):
+    """The first `per_class` UCI digits of each class (embedded with mentor), enlarged to
+    size×size and written as root/<class>/<i>.<fmt>: a small real image folder. Returns
+    root as a string."""
+    import pathlib
+
+    from PIL import Image
+
+    from mentor.data.sources import load_source
+
+    data = load_source("embedded:digits")
+    root = pathlib.Path(root)
+    for c in range(classes):
+        (root / str(c)).mkdir(parents=True, exist_ok=True)
+        for i, row in enumerate(np.flatnonzero(data.y == c)[:per_class]):
+            image = Image.fromarray(data.x[row, :, :, 0]).resize((size, size), Image.BILINEAR)
+            image.save(root / str(c) / f"{i:04d}.{fmt}")
+    return str(root)

@@ -174,8 +174,8 @@ def test_a_batch_larger_than_the_data_is_refused_before_training(tmp_path, capsy
 
 def test_an_image_size_too_large_for_memory_is_refused_before_resizing(monkeypatch):
     from mentor.config import DataConfig
-    from mentor.data import splits
+    from mentor.data import memory, splits
 
-    monkeypatch.setattr(splits, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
     with pytest.raises(MentorError, match="more than half of the 1.0 GiB"):
         splits.load_splits(DataConfig(train="embedded:digits", image_size=2048), 0)

@@ -134,10 +134,13 @@ class DataConfig(Section):
     image_size: int = checked(0, lambda v: v == 0 or IMAGE_SIZES[0] <= v <= IMAGE_SIZES[1],
                               f"0 (the images' own size) or {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
     channels: Literal[0, 1, 3] = 0  # 0 → the training images' own channel count
-    # Loader threads. 1 is exact and enough (gathering uint8 rows is cheap: benchmarks/);
-    # with more, Keras 3.15 serves its first-batch peek from the shared queue, so the
-    # first batch is trained last and runs are not bit-reproducible.
-    workers: int = at_least(1, 1)
+    # Folders and CSV lists: "auto" decodes into memory up to 1 GiB of uint8 images and
+    # streams from disk above it; "always" / "never" choose.
+    stream: Literal["auto", "always", "never"] = "auto"
+    # Loader processes that decode a streamed set (threads, when a folder is decoded into
+    # memory); 0 → one per core available. In-memory arrays are gathered in the main thread
+    # whatever this says: a gather of uint8 rows is far cheaper than a step (benchmarks/).
+    workers: int = at_least(0, 0)
     # A file in an image folder that does not decode (corrupt, truncated, empty) is skipped
     # and counted in the log and metrics.json; true refuses the folder instead (--strict).
     strict: bool = False

@@ -10,18 +10,24 @@ import hashlib
 import pathlib
 import sys
 
-import numpy as np
-
 from mentor.errors import MentorError
 
-
-def _digests(x: np.ndarray) -> list[bytes]:
-    return [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in x]
+_CHUNK = 4096  # images decoded at a time from a file-backed set: memory stays bounded
 
 
-def count_overlap(seen: np.ndarray, test: np.ndarray) -> int:
-    """How many images of `test` equal, byte for byte, an image of `seen` (same shape)."""
-    known = set(_digests(seen))
+def _digests(x) -> list[bytes]:
+    """One digest per image of an array or of `ImageFiles` (read a chunk at a time)."""
+    out = []
+    for start in range(0, len(x), _CHUNK):
+        out += [hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+                for image in x[start:start + _CHUNK]]
+    return out
+
+
+def count_overlap(seen, test) -> int:
+    """How many images of `test` equal, byte for byte, an image of `seen` (same shape;
+    `seen` an array or a list of arrays and `ImageFiles`)."""
+    known = {d for part in (seen if isinstance(seen, list) else [seen]) for d in _digests(part)}
     return sum(d in known for d in _digests(test))
 
 
@@ -43,15 +49,16 @@ def run_class_names(run) -> list[str] | None:
         return None
 
 
-def training_images(run, image_shape) -> tuple[np.ndarray, str]:
+def training_images(run, image_shape) -> tuple[list, str]:
     """The images a run trained on (its train and validation splits, as the run split them
-    from its config and seed), prepared to `image_shape`; and the run's data.train."""
+    from its config and seed), prepared to `image_shape`, as a list of parts (arrays, or
+    `ImageFiles` for streamed sets); and the run's data.train."""
     from mentor.data.pipeline import prepare
 
     config, train, val = _run_data(str(run))
     seen = [prepare(part, image_shape[0], image_shape[2]).x for part in (train, val)
             if part is not None]
-    return np.concatenate(seen), config.data.train
+    return seen, config.data.train
 
 
 def record_overlap(metrics: dict, run, x) -> int | None:

@@ -44,16 +44,17 @@ def load_images(specs: list[str], size: int, channels: int):
     """(uint8 images size×size×channels, their names for the CSV, labels or None, the
     source's class names or None). Images are resized-and-padded and converted as a run's
     data is, so a model sees what it saw in training."""
+    from mentor.data.files import decode_image
     from mentor.data.imageset import ImageSet
     from mentor.data.pipeline import prepare
-    from mentor.data.sources import _decode, load_source
+    from mentor.data.sources import load_source
 
     files = _image_files(specs)
     if files is None:
         data = prepare(load_source(specs[0], image_size=size), size, channels)
         return data.x, [str(i) for i in range(len(data))], data.y, data.class_names
     # one class id per file only to pass ImageSet's checks; the labels are not used
-    images = np.stack([prepare(ImageSet(_decode(f, size)[None], [0], ["?"], str(f)), size,
+    images = np.stack([prepare(ImageSet(decode_image(f, size)[None], [0], ["?"], str(f)), size,
                                channels).x[0] for f in files])
     return images, [str(f) for f in files], None, None
 

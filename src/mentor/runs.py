@@ -248,7 +248,7 @@ def recorded(run):
     section around it (recorded in metrics.json), and a status.json that says how it ended:
     failed (with the message) on an error, interrupted on Ctrl-C. "running" and "completed"
     are written by write_config and write_metrics."""
-    from mentor.data.sources import BadImages
+    from mentor.data.files import BadImages
     from mentor.runtime import runtime
 
     @functools.wraps(run)

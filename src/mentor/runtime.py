@@ -89,11 +89,26 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndar
     """model.predict over every image, on however many devices: the last batch is padded
     (with copies of the last image) to a multiple of the device count, and the padding's
     outputs dropped."""
+    from mentor.data.files import ImageFiles
+
+    if isinstance(x, ImageFiles):  # decoded a batch at a time, never whole
+        return _predict_files(model, x, batch_size)
     pad = (-len(x)) % device_count()
     if pad:
         x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
     out = model.predict(x, batch_size=eval_batch_size(batch_size), verbose=0)
     return out[:len(out) - pad]
+
+
+def _predict_files(model, x, batch_size: int) -> np.ndarray:
+    from mentor.data.pipeline import EvalBatches
+
+    batch = eval_batch_size(batch_size)
+    n = len(x)
+    pad = (-n) % device_count()  # the last batch too must split evenly over the devices
+    rows = np.concatenate([np.arange(n), np.full(pad, n - 1)])
+    out = model.predict(EvalBatches(x.take(rows), batch_size=batch), verbose=0)
+    return out[:n]
 
 
 def trim_to_devices(validation):

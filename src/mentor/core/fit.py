@@ -14,6 +14,7 @@ import pathlib
 import sys
 
 import keras
+import numpy as np
 
 from mentor.compat import scheduled_learning_rate
 from mentor.config import TrainConfig
@@ -24,9 +25,11 @@ from mentor.core.checkpoints import (
     state_bytes,
 )
 from mentor.core.optim import build_optimizer
+from mentor.data.files import ImageFiles
+from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
 from mentor.runs import check_free_space, mark
-from mentor.runtime import eval_batch_size, trim_to_devices
+from mentor.runtime import device_count, eval_batch_size, trim_to_devices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +185,16 @@ def trim_history(path, epochs: int):
         f.writelines(kept)
 
 
+def validation_feed(validation):
+    """Validation (x, y) as `fit` takes it: arrays cut to a multiple of the device count
+    (`trim_to_devices`); file-backed images as batches decoded in order, cut the same way."""
+    if validation is None or not isinstance(validation[0], ImageFiles):
+        return trim_to_devices(validation)
+    x, y = validation
+    keep = len(x) // device_count() * device_count()
+    return EvalBatches(x.take(np.arange(keep)), y[:keep], eval_batch_size())
+
+
 def fit_verbosity() -> int:
     """A live progress bar on a terminal, one line per epoch in logs and CI."""
     return 1 if sys.stdout.isatty() else 2
@@ -231,11 +244,16 @@ def fit_resumable(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig,
                                exclude))
     cbs.extend(_user_callbacks.get())
     if done < cfg.epochs:
-        trainer.fit(batches(done * per_epoch), epochs=cfg.epochs, initial_epoch=done,
-                    steps_per_epoch=per_epoch, shuffle=False,
-                    validation_data=trim_to_devices(validation),
-                    validation_batch_size=eval_batch_size(), callbacks=cbs,
-                    verbose=fit_verbosity())
+        validation = validation_feed(validation)
+        data = feed(batches(done * per_epoch))
+        try:
+            trainer.fit(data, epochs=cfg.epochs, initial_epoch=done, steps_per_epoch=per_epoch,
+                        shuffle=False, validation_data=validation,
+                        validation_batch_size=None if isinstance(validation, EvalBatches)
+                        else eval_batch_size(), callbacks=cbs, verbose=fit_verbosity())
+        finally:
+            if hasattr(data, "close"):  # a streaming loader's worker processes
+                data.close()
     return done
 
 

@@ -144,12 +144,13 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) ->
     corruption accuracies stay in metrics.json only), then metrics.json, written last so
     it exists only for completed runs."""
     from mentor.config import dumps, to_dict
-    from mentor.data.sources import BadImages
+    from mentor.data.files import BadImages
     from mentor.report import write_report
 
-    if BadImages.skipped:  # files of image folders that did not decode (the log named them)
-        metrics["skipped_images"] = len(BadImages.skipped)
-        metrics["skipped_files"] = [f for f, _ in BadImages.skipped[:10]]
+    skipped = BadImages.all_skipped()
+    if skipped:  # files of image folders that did not decode (the log named them)
+        metrics["skipped_images"] = len(skipped)
+        metrics["skipped_files"] = [f for f, _ in skipped[:10]]
     metrics["seconds"] = round(time.time() - run_dir.started, 1)
     shown = {k: v for k, v in metrics.items() if "/" not in k}
     write_report(run_dir.file("report.html"), title, shown, figures, dumps(to_dict(config)),

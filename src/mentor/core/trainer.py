@@ -98,7 +98,7 @@ class ClassifierTrainer(Trainer):
 
 
 def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, augment_cfg,
-                     train_cfg, seed: int, workers: int = 1, l2: float = 0.0,
+                     train_cfg, seed: int, workers: int = 0, l2: float = 0.0,
                      per_epoch: int = 0, finish: bool = True,
                      callbacks=()) -> ClassifierTrainer:
     """Train `classifier` in place on labelled images, as the run's main model, a teacher or
@@ -145,7 +145,7 @@ def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, a
 
 
 def train_baseline(run_dir, model_config, train_set, val, *, augment_cfg, train_cfg,
-                   seed: int, workers: int = 1, l2: float = 0.0, per_epoch: int = 0,
+                   seed: int, workers: int = 0, l2: float = 0.0, per_epoch: int = 0,
                    callbacks=()):
     """The run's own model trained on the labels alone, with the same steps and optimizer:
     what `distill` (labels-only) and `adamatch` (source-only) are measured against. Saved as

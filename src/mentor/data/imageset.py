@@ -1,4 +1,5 @@
-"""`ImageSet`: images and labels in memory, validated once, uint8 until the model."""
+"""`ImageSet`: images and labels, validated once, uint8 until the model. The images are an
+array in memory, or `ImageFiles` (mentor.data.files): files decoded a batch at a time."""
 
 from __future__ import annotations
 
@@ -97,6 +98,12 @@ def check_class_ids(y: np.ndarray, name: str):
         f"number the classes 0..{k - 1}.")
 
 
+def _file_backed(x) -> bool:
+    from mentor.data.files import ImageFiles
+
+    return isinstance(x, ImageFiles)
+
+
 @dataclass
 class ImageSet:
     """Images (N×H×W×C uint8) with integer labels and class names.
@@ -111,7 +118,8 @@ class ImageSet:
     name: str = "data"
 
     def __post_init__(self):
-        self.x = as_uint8_images(self.x, self.name)
+        if not _file_backed(self.x):  # ImageFiles: checked as their headers were read
+            self.x = as_uint8_images(self.x, self.name)
         self.y = as_labels(self.y, len(self.x), self.name)
         if len(self.x) == 0:
             raise MentorError(f"{self.name}: the data set is empty (0 images).")
@@ -139,7 +147,8 @@ class ImageSet:
 
     def subset(self, index, name: str | None = None) -> ImageSet:
         index = np.asarray(index)
-        return ImageSet(self.x[index], self.y[index], list(self.class_names), name or self.name)
+        x = self.x.take(index) if _file_backed(self.x) else self.x[index]
+        return ImageSet(x, self.y[index], list(self.class_names), name or self.name)
 
     def __repr__(self) -> str:
         return (

@@ -9,11 +9,17 @@ Images stay uint8 until the model: augmentation runs on the backend inside the t
 (mentor.augment), so the loader only gathers rows, which is why it is never the bottleneck
 (benchmarks/pipeline.py).
 
-Order is a pure function of (seed, global step): batch g of a stream of n images takes
-positions g·b … g·b+b−1 of an endless chain of permutations, permutation k drawn from
-(seed, stream, k). So epochs need not divide the data, two streams of different sizes stay
-independent, threads may fetch batches in any order, and a run resumed at step g sees exactly
-the batches it would have seen.
+Order is a pure function of (seed, global step) (mentor.data.stream), so a run resumed at
+step g sees exactly the batches it would have seen, whichever loader serves them:
+
+- in-memory images (arrays: npz, embedded, downloads, small folders) are gathered by a Keras
+  PyDataset in the main process: a gather of uint8 rows is far cheaper than a train step;
+- file-backed images (`ImageFiles`: large folders and CSV lists) are decoded by Grain in
+  worker processes (`feed`). Grain because Keras 3's `fit` takes its datasets on every
+  backend, and it gives random access, worker processes with a bounded prefetch and a
+  deterministic order whatever the worker count; a PyDataset with processes would copy
+  batches through pickles and re-import Keras in every worker, and a torch DataLoader
+  would tie the loader to one backend. Measured in benchmarks/loader.py.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from mentor.data.files import ImageFiles, available_cores
 from mentor.data.imageset import ImageSet
+from mentor.data.stream import Draw, PairedDraw
 from mentor.errors import MentorError
 
 
@@ -30,6 +38,12 @@ def prepare(data: ImageSet, image_size: int = 0, channels: int = 0) -> ImageSet:
     from mentor.data.resize import resize_and_pad, to_channels
 
     x = data.x
+    if isinstance(x, ImageFiles):  # decoded (and fitted) a batch at a time, later
+        size, chans = image_size or x.size, channels or x.channels
+        if (size, chans) == (x.size, x.channels) or (
+                image_size and x.shape[1:3] == (image_size, image_size) and chans == x.channels):
+            return data
+        return ImageSet(x.resized(size, chans), data.y, data.class_names, data.name)
     if image_size and x.shape[1:3] != (image_size, image_size):
         x = resize_and_pad(x, image_size)
     if channels and x.shape[-1] != channels:
@@ -37,6 +51,16 @@ def prepare(data: ImageSet, image_size: int = 0, channels: int = 0) -> ImageSet:
     if x is data.x:
         return data
     return ImageSet(x, data.y, data.class_names, data.name)
+
+
+def concat_images(a, b):
+    """Two sets of images of one shape as one: arrays stay arrays, files stay files; a mix
+    is decoded into memory (where it fits)."""
+    if isinstance(a, ImageFiles) and isinstance(b, ImageFiles) and a.shape[1:] == b.shape[1:]:
+        both = a.take(np.arange(len(a)))
+        both.paths = np.concatenate([a.paths, b.paths])
+        return both
+    return np.concatenate([np.asarray(a), np.asarray(b)])
 
 
 def _stratified_order(y: np.ndarray, seed: int) -> list[np.ndarray]:
@@ -94,30 +118,6 @@ def labeled_split(data: ImageSet, labels_per_class: int, seed: int):
             data.subset(rest, f"{data.name}/unlabeled"))
 
 
-class _Stream:
-    """Endless shuffled stream over n rows; rows for batch g are a pure function of g."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, salt: int, shuffle: bool = True):
-        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
-        self.seed, self.salt = seed, salt
-        self._perms: dict[int, np.ndarray] = {}
-
-    def _perm(self, k: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(self.n)
-        if k not in self._perms:
-            if len(self._perms) > 4:  # batches are fetched near each other in time
-                self._perms.pop(min(self._perms))
-            rng = np.random.default_rng([self.seed, self.salt, k])
-            self._perms[k] = rng.permutation(self.n)
-        return self._perms[k]
-
-    def rows(self, g: int) -> np.ndarray:
-        pos = np.arange(g * self.batch_size, (g + 1) * self.batch_size)
-        chain, within = np.divmod(pos, self.n)
-        return np.concatenate([self._perm(int(k))[within[chain == k]] for k in np.unique(chain)])
-
-
 def _check_batch(data: ImageSet, batch_size: int):
     if batch_size < 1:
         raise MentorError(f"batch size must be ≥ 1, got {batch_size}.")
@@ -125,32 +125,46 @@ def _check_batch(data: ImageSet, batch_size: int):
         raise MentorError(f"{data.name}: no images to draw batches from.")
 
 
+def streamed(data: ImageSet | None) -> bool:
+    """True when `data` is file-backed: decoded a batch at a time, not held in memory."""
+    return data is not None and isinstance(data.x, ImageFiles)
+
+
 class Batches(keras.utils.PyDataset):
     """Shuffled uint8 batches (x, y) of one ImageSet for a whole run of `steps` steps.
 
-    Index i is global step start_step + i. Fit with `steps_per_epoch` and `shuffle=False`:
-    Keras then draws one index after the other from a single iterator across epochs. Keras's
-    own epoch bookkeeping cannot be the source of the order (measured with Keras 3.15: with
-    one worker it calls on_epoch_end once more than there are epochs, with threads it
-    prefetches the next epoch first), and `shuffle=True` would reorder indices with NumPy's
-    global RNG. Every batch is full: the stream wraps into the next permutation.
+    Index i is global step start_step + i; `draw(g)` makes batch g. Fit with
+    `steps_per_epoch` and `shuffle=False`: Keras then draws one index after the other from
+    a single iterator across epochs. Keras's own epoch bookkeeping cannot be the source of
+    the order (measured with Keras 3.15: with one worker it calls on_epoch_end once more
+    than there are epochs, with threads it prefetches the next epoch first), and
+    `shuffle=True` would reorder indices with NumPy's global RNG. Every batch is full: the
+    stream wraps into the next permutation. A file-backed set is served through `feed`,
+    which hands `draw` to Grain's worker processes; `workers` counts those processes, and
+    an in-memory set is gathered in the main thread whatever it says (one thread is exact
+    and enough: with more, Keras 3.15 serves its first-batch peek from the shared queue,
+    so the first batch would be trained last).
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, steps: int, seed: int = 0,
-                 shuffle: bool = True, start_step: int = 0, workers: int = 1, **kwargs):
-        super().__init__(workers=workers, use_multiprocessing=False, **kwargs)
+                 shuffle: bool = True, start_step: int = 0, workers: int = 0, **kwargs):
+        super().__init__(workers=1, use_multiprocessing=False, **kwargs)
         _check_batch(data, batch_size)
         if not 0 <= start_step < steps:
             raise MentorError(f"start_step must lie in [0, {steps}), got {start_step}.")
         self.data, self.steps, self.start_step = data, steps, start_step
-        self.stream = _Stream(len(data), batch_size, seed, salt=0, shuffle=shuffle)
+        self.processes = workers
+        self.draw = Draw(data.x, data.y, batch_size, seed, shuffle)
+
+    @property
+    def stream(self):
+        return self.draw.stream
 
     def __len__(self):
         return self.steps - self.start_step
 
     def __getitem__(self, index):
-        rows = self.stream.rows(self.start_step + index)
-        return self.data.x[rows], self.data.y[rows]
+        return self.draw(self.start_step + index)
 
 
 class PairedBatches(Batches):
@@ -179,13 +193,77 @@ class PairedBatches(Batches):
                 f"{target.image_shape}; prepare both to the same image_size and channels."
             )
         self.target = target
-        self.target_stream = _Stream(len(target), batch_size * ratio, seed, salt=1)
-        self.target_labels = target_labels
+        self.draw = PairedDraw(source.x, source.y, target.x, target.y, batch_size, seed,
+                               ratio=ratio, target_labels=target_labels)
+
+    @property
+    def target_stream(self):
+        return self.draw.target_stream
+
+
+# Batches each worker process decodes ahead of the step that needs them: 2 hides one slow
+# batch (a large JPEG, a cold disk read) and bounds the memory to 2 × workers batches.
+PREFETCH_PER_WORKER = 2
+
+
+def feed(batches: Batches):
+    """What `fit` gets for `batches`: the PyDataset itself when every image is in memory;
+    for file-backed images a Grain dataset that runs `batches.draw` over the same global
+    steps in worker processes (decode and resize there; uint8 until the model)."""
+    draw = batches.draw
+    if not any(isinstance(getattr(draw, k, None), ImageFiles) for k in ("x", "x_t")):
+        return batches
+    import grain
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # Grain reads absl flags; mentor's CLI has its own
+        flags.FLAGS.mark_as_parsed()
+    workers = batches.processes or available_cores()
+    steps = grain.MapDataset.range(batches.start_step, batches.steps).map(draw)
+    # In each worker one thread: a worker is a whole batch's decode, and two threads of
+    # PIL per worker would only contend for the same cores.
+    return _closing(steps.to_iter_dataset(
+        grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)).mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=workers,
+                                         per_worker_buffer_size=PREFETCH_PER_WORKER)))
+
+
+def _closing(dataset):
+    """`dataset` with a `close()` that stops every iterator made of it, each new iterator
+    stopping the ones before: Keras 3.15 iterates a Grain dataset once to peek at its
+    batch shapes and drops that iterator, whose workers would otherwise keep their
+    prefetched batches (shared memory) until the process ends."""
+    import grain
+
+    class Closing(grain.IterDataset):
+        def __init__(self, parent):
+            super().__init__(parent)
+            self.iterators = []
+
+        def __iter__(self):
+            self.close()
+            self.iterators.append(iter(self._parent))
+            return self.iterators[-1]
+
+        def close(self):
+            while self.iterators:
+                self.iterators.pop().close()
+
+    return Closing(dataset)
+
+
+class EvalBatches(keras.utils.PyDataset):
+    """A file-backed set in order, `batch_size` images at a time: (x, y) for validation,
+    x alone for prediction. Decoded by `workers` threads of the main process (PIL lets go
+    of the interpreter while it decodes)."""
+
+    def __init__(self, x: ImageFiles, y=None, batch_size: int = 256, *, workers: int = 2):
+        super().__init__(workers=workers, use_multiprocessing=False)
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
 
     def __getitem__(self, index):
-        g = self.start_step + index
-        rows, rows_t = self.stream.rows(g), self.target_stream.rows(g)
-        x = {"source": self.data.x[rows], "target": self.target.x[rows_t]}
-        if self.target_labels:
-            x["target_labels"] = self.target.y[rows_t]
-        return x, self.data.y[rows]
+        rows = np.arange(index * self.batch_size, min(len(self.x), (index + 1) * self.batch_size))
+        return (self.x[rows],) if self.y is None else (self.x[rows], self.y[rows])

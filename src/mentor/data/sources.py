@@ -9,7 +9,7 @@ and are reused once their checksum matches; offline, put the files there by hand
 from __future__ import annotations
 
 import bz2
-import contextlib
+import csv
 import gzip
 import importlib.resources
 import pickle
@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from PIL import Image
 
 from mentor.corruptions.params import CORRUPTIONS
 from mentor.data.download import cache_dir, extract, fetch
+from mentor.data.files import BadImages, ImageFiles, available_cores, decode_image, scan
 from mentor.data.imageset import ImageSet, as_labels, check_class_ids
-from mentor.data.resize import resize_and_pad_one, to_channels
+from mentor.data.memory import check_fits_in_memory
+from mentor.data.resize import to_channels
 from mentor.errors import MentorError
 
 SOURCES_HELP = """\
@@ -41,6 +42,10 @@ Data sources (spec strings):
                               Images of different sizes need image_size. A file that
                               does not decode (corrupt, truncated, empty) is skipped and
                               counted in the log and metrics.json; --strict refuses it.
+  list:PATH.csv or PATH.csv   a CSV of `path,label` rows (optional header row path,label),
+                              paths relative to the CSV; labels are class names, sorted.
+                              Folders and lists larger than 1 GiB decoded are streamed from
+                              disk by worker processes (data.stream, data.workers).
   cifar10:train|test          CIFAR-10 (downloaded, 170 MB)
   cifar10c:[DIR]?corruption=NAME&severity=S
                               one of the 19 corruptions (gaussian_noise, fog, jpeg_compression, …;
@@ -168,12 +173,14 @@ _SUBSET_KEYS = ("per_class", "seed")  # taken by load_source from any source's q
 _SUBSET_EXAMPLE = "?per_class=500&seed=0"
 
 
-def load_source(spec: str, *, image_size: int | None = None, cache: Path | None = None) -> ImageSet:
+def load_source(spec: str, *, image_size: int | None = None, cache: Path | None = None,
+                stream: str = "auto", workers: int = 0) -> ImageSet:
     """Load the data a spec string names (grammar in SOURCES_HELP) as an ImageSet.
 
     `image_size` fits variable-size images (folders, Flowers102) into a square while decoding;
     `cache` is where downloads live (default `cache_dir()`). A query's per_class= and seed=
-    keys draw a per-class subset of whatever the rest of the spec names.
+    keys draw a per-class subset of whatever the rest of the spec names. Folders and CSV
+    lists are decoded into memory or streamed from disk (`stream`, `workers`: `load_files`).
     """
     cache = Path(cache) if cache is not None else cache_dir()
     scheme, sep, _ = spec.partition(":")
@@ -182,18 +189,20 @@ def load_source(spec: str, *, image_size: int | None = None, cache: Path | None 
 
         return lookup(spec)
     base, per_class, seed = _take_subset(spec)
-    data = _load(base, image_size, cache)
+    data = _load(base, image_size, cache, {"stream": stream, "workers": workers})
     return data if per_class is None else per_class_subset(data, per_class, seed)
 
 
-def _load(spec: str, image_size: int | None, cache: Path) -> ImageSet:
+def _load(spec: str, image_size: int | None, cache: Path, files: dict) -> ImageSet:
     scheme, sep, rest = spec.partition(":")
     if sep and scheme == "embedded":
         return load_embedded(_no_query(spec, rest))
     if sep and scheme == "npz":
         return load_npz(*_split_query(rest))
     if sep and scheme == "folder":
-        return load_folder(Path(_no_query(spec, rest)), image_size=image_size)
+        return load_folder(Path(_no_query(spec, rest)), image_size=image_size, **files)
+    if sep and scheme == "list":
+        return load_list(Path(_no_query(spec, rest)), image_size=image_size, **files)
     if sep and scheme == "cifar10c":
         return _cifar10c_from_spec(rest, cache)
     if sep and scheme in _SPLITS:
@@ -202,8 +211,10 @@ def _load(spec: str, image_size: int | None, cache: Path) -> ImageSet:
     path, query = _split_query(spec)
     if path.suffix.lower() == ".npz":
         return load_npz(path, query)
+    if path.suffix.lower() == ".csv":
+        return load_list(Path(_no_query(spec, spec)), image_size=image_size, **files)
     if path.is_dir():
-        return load_folder(Path(_no_query(spec, spec)), image_size=image_size)
+        return load_folder(Path(_no_query(spec, spec)), image_size=image_size, **files)
     raise MentorError(f"{spec!r} is not a data source (nor an existing folder).\n{SOURCES_HELP}")
 
 
@@ -435,42 +446,9 @@ def _typed(value: str, column: np.ndarray, key: str, name: str):
 
 # ---- image folders -----------------------------------------------------------------------
 
-_GRAY_MODES = ("1", "L", "LA")  # 8-bit gray PIL modes; 16-bit ones ("I…") are rescaled
-_UINT16_TO_UINT8 = 257  # 65535 / 255
-
-
-class BadImages:
-    """What folder loading does with a file it cannot decode (corrupt, truncated, zero
-    bytes): skip it and remember it, by default (one broken file among thousands should
-    not cost a run; the run's log and metrics.json say which), or refuse it (`strict`,
-    the data.strict key and --strict). A run holds its own setting for its duration
-    (`scope`, in runs.recorded) and records what was skipped at its end."""
-
-    strict: bool = False
-    skipped: list = []  # (file, reason), in the order met
-
-    @classmethod
-    def reset(cls, strict: bool = False):
-        cls.strict, cls.skipped = bool(strict), []
-
-    @classmethod
-    @contextlib.contextmanager
-    def scope(cls, strict: bool):
-        """Within the block: `strict`, and a fresh list of skipped files; afterwards the
-        default again (skip), so one strict run leaves no setting behind."""
-        cls.reset(strict)
-        try:
-            yield cls
-        finally:
-            cls.strict = False
-
-
-_SHOWN_SKIPPED = 3  # names in the log line; metrics.json keeps a few more
-
-
-def load_folder(path: Path, image_size: int | None = None) -> ImageSet:
-    """A folder with one sub-folder of images per class; see SOURCES_HELP. A file that does
-    not decode is skipped and counted (BadImages), or refused under data.strict."""
+def load_folder(path: Path, image_size: int | None = None, *, stream: str = "auto",
+                workers: int = 0) -> ImageSet:
+    """A folder with one sub-folder of images per class; see SOURCES_HELP and `load_files`."""
     path = Path(path)
     name = f"folder:{path}"
     if not path.is_dir():
@@ -481,40 +459,123 @@ def load_folder(path: Path, image_size: int | None = None) -> ImageSet:
             f"{name}: found {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); a "
             "classifier needs ≥ 2 classes, one sub-folder of images for each."
         )
-    images, labels, skipped, total = [], [], [], 0
+    files, labels = [], []
     for label, cls in enumerate(classes):
-        files = _image_files(path / cls, name)
-        total += len(files)
-        before = len(images)
-        for file in files:
-            try:
-                images.append(_decode(file, image_size))
-            except MentorError as error:
-                if BadImages.strict:
-                    raise MentorError(f"{error} Without --strict (data.strict) such files "
-                                      "are skipped and counted.") from None
-                skipped.append((str(file), _reason(file, error)))
+        found = _image_files(path / cls, name)
+        files += [str(f) for f in found]
+        labels += [label] * len(found)
+    return load_files(name, files, np.array(labels), classes, image_size, stream=stream,
+                      workers=workers, where={i: path / c for i, c in enumerate(classes)})
+
+
+def load_list(csv_path: Path, image_size: int | None = None, *, stream: str = "auto",
+              workers: int = 0) -> ImageSet:
+    """A CSV of `path,label` rows (an optional first row `path,label` is a header); paths
+    are relative to the CSV's folder unless absolute, labels are class names, sorted
+    (numerically when every one is a whole number)."""
+    csv_path = Path(csv_path)
+    name = f"list:{csv_path}"
+    if not csv_path.is_file():
+        raise MentorError(f"{name}: no such file. Check the path (relative to {Path.cwd()}).")
+    files, names = [], []
+    with open(csv_path, newline="") as f:
+        for number, row in enumerate(csv.reader(f), 1):
+            if not row or (number == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
                 continue
-            labels.append(label)
-        if len(images) == before:
+            if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                raise MentorError(
+                    f"{name}, line {number}: expected `path,label`, got {','.join(row)!r}. "
+                    "Quote a path that contains a comma.")
+            file = Path(row[0].strip())
+            files.append(str(file if file.is_absolute() else csv_path.parent / file))
+            names.append(row[1].strip())
+    classes = sorted(set(names), key=lambda c: (0, int(c), c) if c.isdigit() else (1, 0, c))
+    if len(classes) < 2:
+        raise MentorError(f"{name}: {len(files)} rows name {len(classes)} class(es); a "
+                          "classifier needs ≥ 2 classes.")
+    index = {c: i for i, c in enumerate(classes)}
+    return load_files(name, files, np.array([index[c] for c in names]), classes, image_size,
+                      stream=stream, workers=workers)
+
+
+STREAM_CHOICES = ("auto", "always", "never")
+# data.stream = "auto" streams a set whose decoded uint8 images would take more than this:
+# decoding 1 GiB up front takes minutes on a few cores (≈ 5,000 images/s a core at 32 px)
+# and holds memory that batches, models and evaluation need; below it, decoding once beats
+# decoding every epoch.
+STREAM_ABOVE_BYTES = 2**30
+_SHOWN_SKIPPED = 3  # names in the log line; metrics.json keeps a few more
+
+
+def load_files(name: str, files: list[str], labels: np.ndarray, classes: list[str],
+               image_size: int | None, *, stream: str = "auto", workers: int = 0,
+               where: dict | None = None) -> ImageSet:
+    """Image files with their labels as an ImageSet: decoded into memory now, or left as
+    `ImageFiles` that training decodes a batch at a time in worker processes (`stream`:
+    auto decides by size, and says which it chose).
+
+    Every file's header is read first: one that does not read (empty, not an image, a
+    missing file) is skipped and counted (BadImages), or refused under data.strict; a
+    class none of whose files read is an error. Images are fitted into image_size²; without
+    one, every image must have the same size."""
+    if stream not in STREAM_CHOICES:
+        raise MentorError(f"data.stream must be one of {', '.join(STREAM_CHOICES)}, got {stream!r}.")
+    keep, sizes, gray, bad = scan(files)
+    if bad and BadImages.strict:
+        file, why = bad[0]
+        raise MentorError(f"{name}: cannot decode the image {file} ({why}); remove or replace "
+                          "it. Without --strict (data.strict) such files are skipped and counted.")
+    files, labels = [f for f, k in zip(files, keep) if k], labels[keep]
+    _check_every_class(name, labels, classes, bad, where)
+    if image_size:
+        size = image_size
+    else:
+        shapes = {(int(w), int(h)) for w, h in sizes}
+        if len(shapes) > 1:
+            shown = ", ".join(f"{h}×{w}" for w, h in sorted(shapes)[:4])
             raise MentorError(
-                f"{name}: no image of the class folder {path / cls} decodes (e.g. "
-                f"{skipped[-1][0]}: {skipped[-1][1]}); replace the files or remove the folder.")
-    if skipped:
-        BadImages.skipped += skipped
-        shown = "; ".join(f"{f} ({why})" for f, why in skipped[:_SHOWN_SKIPPED])
-        more = f"; and {len(skipped) - _SHOWN_SKIPPED} more" if len(skipped) > _SHOWN_SKIPPED else ""
-        print(f"data: {name}: skipped {len(skipped)} of {total} files that do not decode: "
-              f"{shown}{more} (--strict refuses them)", flush=True)
-    return ImageSet(_stack(images, name), np.array(labels), classes, name)
+                f"{name}: the images differ in size ({shown}{', …' if len(shapes) > 4 else ''}); "
+                "set image_size to fit them all into one square.")
+        width, height = shapes.pop()
+        size = (height, width)  # as they are: the pipeline fits them into a square
+    channels = 1 if gray.all() else 3  # gray only when every image is gray
+    images = ImageFiles(files, size, channels, strict=BadImages.strict,
+                        late_log=BadImages.late_log, name=name)
+    nbytes = int(np.prod(images.shape))
+    in_memory = stream == "never" or (stream == "auto" and nbytes <= STREAM_ABOVE_BYTES)
+    described = (f"{len(files)} images at {'×'.join(map(str, images.shape[1:]))}, "
+                 f"{nbytes / 2**20:,.0f} MiB as uint8")
+    if in_memory:
+        check_fits_in_memory(len(files), max(images.shape[1:3]), channels, name)
+        x, ok, late = images.load(workers or available_cores())
+        bad += late
+        if late:
+            labels = labels[ok]
+            _check_every_class(name, labels, classes, late, where)
+        data = ImageSet(x, labels, classes, name)
+    else:
+        data = ImageSet(images, labels, classes, name)
+    if len(files) > 1000 or not in_memory:  # small sets load in a blink: nothing to say
+        how = ("decoded into memory" if in_memory else
+               "streamed from disk, decoded a batch at a time by the loader's worker processes")
+        print(f"data: {name}: {described}: {how} (data.stream = {stream})", flush=True)
+    if bad:
+        BadImages.skipped += bad
+        shown = "; ".join(f"{f} ({why})" for f, why in bad[:_SHOWN_SKIPPED])
+        more = f"; and {len(bad) - _SHOWN_SKIPPED} more" if len(bad) > _SHOWN_SKIPPED else ""
+        print(f"data: {name}: skipped {len(bad)} of {len(bad) + len(data)} files that do not "
+              f"decode: {shown}{more} (--strict refuses them)", flush=True)
+    return data
 
 
-def _reason(file: Path, error: MentorError) -> str:
-    """Why a file did not decode, in a few words for the log."""
-    if file.stat().st_size == 0:
-        return "empty file"
-    cause = error.__cause__
-    return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+def _check_every_class(name, labels, classes, bad, where):
+    missing = sorted(set(range(len(classes))) - set(np.unique(labels).tolist()))
+    if missing:
+        c = missing[0]
+        place = f"the class folder {where[c]}" if where else f"the class {classes[c]!r}"
+        example = f" (e.g. {bad[-1][0]}: {bad[-1][1]})" if bad else ""
+        raise MentorError(f"{name}: no image of {place} decodes{example}; replace the files "
+                          "or remove the class.")
 
 
 def _image_files(folder: Path, name: str) -> list[Path]:
@@ -527,40 +588,6 @@ def _image_files(folder: Path, name: str) -> list[Path]:
             "Add images or remove the folder."
         )
     return files
-
-
-def _decode(file: Path, image_size: int | None) -> np.ndarray:
-    """H×W×1 for gray images, H×W×3 otherwise; fitted into image_size² when given."""
-    try:
-        with Image.open(file) as img:
-            if image_size:
-                img.draft(img.mode, (image_size, image_size))  # JPEG: decode at reduced scale
-            img = _as_l_or_rgb(img)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise MentorError(f"cannot decode the image {file} ({e}); remove or replace it.") from e
-    if image_size:
-        return resize_and_pad_one(img, image_size)
-    array = np.asarray(img)
-    return array[..., None] if array.ndim == 2 else array
-
-
-def _as_l_or_rgb(img: Image.Image) -> Image.Image:
-    if img.mode.startswith("I"):  # 16-bit gray: PIL's convert("L") would clip, not scale
-        scaled = np.asarray(img, np.float64) / _UINT16_TO_UINT8
-        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
-    return img.convert("L" if img.mode in _GRAY_MODES else "RGB")
-
-
-def _stack(images: list[np.ndarray], name: str) -> np.ndarray:
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{h}×{w}" for h, w in sorted(sizes)[:4])
-        raise MentorError(
-            f"{name}: the images differ in size ({shown}{', …' if len(sizes) > 4 else ''}); set "
-            "image_size to fit them all into one square."
-        )
-    channels = max(im.shape[2] for im in images)  # gray only when every image is gray
-    return np.stack([to_channels(im, channels) for im in images])
 
 
 # ---- CIFAR-10 and CIFAR-10-C -------------------------------------------------------------
@@ -797,6 +824,6 @@ def load_flowers102(split: str, cache: Path, image_size: int | None = None) -> I
     if not jpg.is_dir():  # exists only after a complete extraction of a verified archive
         extract(_fetch("flowers102-images", folder), folder)
     # Image ids and labels are 1-based (MATLAB): image_00001.jpg is labels[0].
-    x = np.stack([to_channels(_decode(jpg / f"image_{i:05d}.jpg", size), 3) for i in ids])
+    x = np.stack([to_channels(decode_image(jpg / f"image_{i:05d}.jpg", size), 3) for i in ids])
     names = [str(c) for c in range(_FLOWERS102_CLASSES)]
     return ImageSet(x, labels[ids - 1].astype(np.int64) - 1, names, f"flowers102:{split}")

@@ -44,7 +44,7 @@ from mentor.core.run import (
 )
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
-from mentor.data.pipeline import PairedBatches, labeled_split, prepare
+from mentor.data.pipeline import PairedBatches, concat_images, labeled_split, prepare
 from mentor.data.splits import check_same_classes
 from mentor.errors import MentorError
 from mentor.losses import (
@@ -70,13 +70,14 @@ def split_by_mode(config: AdaMatchConfig, train: ImageSet):
     if mode == "ssl":
         return labeled_split(train, config.labels_per_class, config.seed)
     size, channels = train.image_shape[0], train.image_shape[2]
-    target = prepare(load_source(config.target.train, image_size=size), size, channels)
+    target = prepare(load_source(config.target.train, image_size=size, stream=config.data.stream,
+                                 workers=config.data.workers), size, channels)
     if len(target) == 0:
         raise MentorError(f"target.train {config.target.train} holds no images.")
     check_same_classes(train, target)
     if mode == "ssda":
         labeled, target = labeled_split(target, config.target.labels_per_class, config.seed)
-        train = ImageSet(np.concatenate([train.x, labeled.x]),
+        train = ImageSet(concat_images(train.x, labeled.x),
                          np.concatenate([train.y, labeled.y]), list(train.class_names),
                          f"{train.name}+{labeled.name}")
     return train, target

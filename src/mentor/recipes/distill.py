@@ -50,6 +50,7 @@ from mentor.core.run import (
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import Batches, labeled_rows, prepare
+from mentor.data.stream import LabeledDraw
 from mentor.errors import MentorError
 from mentor.losses import (
     cross_entropy,
@@ -130,16 +131,10 @@ class LabeledBatches(Batches):
     ({"images", "labeled"}, y); plain Batches when every label may be used (`mask` None).
     The labels of unlabeled images ride along for the accuracy curve only."""
 
-    def __init__(self, data: ImageSet, mask, *args, **kwargs):
-        super().__init__(data, *args, **kwargs)
-        self.mask = mask
-
-    def __getitem__(self, index):
-        x, y = super().__getitem__(index)
-        if self.mask is None:
-            return x, y
-        rows = self.stream.rows(self.start_step + index)
-        return {"images": x, "labeled": self.mask[rows]}, y
+    def __init__(self, data: ImageSet, mask, batch_size: int, *, seed: int = 0, **kwargs):
+        super().__init__(data, batch_size, seed=seed, **kwargs)
+        if mask is not None:
+            self.draw = LabeledDraw(data.x, data.y, mask, batch_size, seed)
 
 
 # ----------------------------------------------------------------------------- loss

@@ -1,0 +1,281 @@
+"""`ImageFiles`: image files that act as an N×S×S×C uint8 array, decoded only when indexed.
+
+A folder or a CSV list of images is held as its file names: `files[rows]` decodes those rows
+(and fits each into S×S, aspect kept), so a training stream holds a few batches at a time
+and never the whole set. Nothing here imports Keras: the loader's worker processes import
+this module to decode, and a worker that imported Keras and its backend would cost each
+process seconds to start and hundreds of MB.
+
+Files are checked when they are listed by reading their headers only (`scan`): a file that is
+empty, not an image, or of an unknown format is skipped and counted there, before training,
+as when a folder is decoded whole. A file whose header reads but whose pixels do not (a
+truncated JPEG) is met only when a batch decodes it; it is replaced in that batch by the
+batch's previous good image (or next, for the first row), which keeps every batch full and
+the order a pure function of the step, and it is recorded (`late_log`), or refused under
+data.strict.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mentor.data.memory import check_fits_in_memory
+from mentor.data.resize import resize_and_pad_one, to_channels
+from mentor.errors import MentorError
+
+_GRAY_MODES = ("1", "L", "LA")  # 8-bit gray PIL modes; 16-bit ones ("I…") are rescaled
+_UINT16_TO_UINT8 = 257  # 65535 / 255
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def decode_image(file, image_size: int | None) -> np.ndarray:
+    """H×W×1 for gray images, H×W×3 otherwise; fitted into image_size² when given."""
+    try:
+        with Image.open(file) as img:
+            if image_size:
+                img.draft(img.mode, (image_size, image_size))  # JPEG: decode at reduced scale
+            img = _as_l_or_rgb(img)
+    except _DECODE_ERRORS as e:
+        raise MentorError(f"cannot decode the image {file} ({e}); remove or replace it.") from e
+    if image_size:
+        return resize_and_pad_one(img, image_size)
+    array = np.asarray(img)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _as_l_or_rgb(img: Image.Image) -> Image.Image:
+    if img.mode.startswith("I"):  # 16-bit gray: PIL's convert("L") would clip, not scale
+        scaled = np.asarray(img, np.float64) / _UINT16_TO_UINT8
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+    return img.convert("L" if img.mode in _GRAY_MODES else "RGB")
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def why_bad(file, error: Exception) -> str:
+    """Why a file did not decode, in a few words for the log."""
+    try:
+        if os.path.getsize(file) == 0:
+            return "empty file"
+    except OSError:
+        return "missing file"
+    cause = error.__cause__ if error.__cause__ is not None else error
+    return f"{type(cause).__name__}: {cause}" if cause is not error else str(error)
+
+
+def _header(file: str):
+    """(width, height, gray) from the header alone, or the exception that says why not."""
+    try:
+        with Image.open(file) as img:
+            return img.size[0], img.size[1], img.mode in _GRAY_MODES or img.mode.startswith("I")
+    except _DECODE_ERRORS as e:
+        return e
+
+
+# Header reads wait on the disk more than on the CPU: threads overlap them. 16 keeps a
+# network file system busy without flooding it.
+_SCAN_THREADS = 16
+
+
+def scan(files: list[str]):
+    """Read every file's header. Returns (keep, sizes, gray, bad): `keep` flags the files
+    whose header reads; `sizes` (width, height) and `gray` are those files', in order; `bad`
+    lists the others as (file, reason)."""
+    with concurrent.futures.ThreadPoolExecutor(_SCAN_THREADS) as pool:
+        headers = list(pool.map(_header, files, chunksize=256))
+    good = [h for h in headers if not isinstance(h, Exception)]
+    bad = [(f, why_bad(f, h)) for f, h in zip(files, headers) if isinstance(h, Exception)]
+    keep = np.array([not isinstance(h, Exception) for h in headers], bool)
+    sizes = np.array([h[:2] for h in good], np.int64).reshape(-1, 2)
+    gray = np.array([h[2] for h in good], bool)
+    return keep, sizes, gray, bad
+
+
+class ImageFiles:
+    """N image files seen as an N×size×size×channels uint8 array.
+
+    Indexing with an integer array, a list or a slice decodes those rows (a stacked array);
+    an integer decodes one image. `np.asarray(files)` decodes every row, refused where the
+    result would not fit in memory: a streamed training set is only ever indexed a batch
+    at a time (`decoded_most` records the largest single decode, which tests watch).
+    `strict` refuses a file that fails to decode at batch time; otherwise it is replaced
+    within its batch and its name appended to `late_log` (one line per file, from any
+    worker process: appends of one short line are atomic).
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, paths, size: int | tuple[int, int], channels: int, *,
+                 strict: bool = False, late_log: str | None = None, name: str = "files"):
+        self.paths = np.asarray(paths, dtype=object)
+        # an int fits every image into size×size; (height, width) keeps images of that one
+        # native size as they are
+        self.size = size if isinstance(size, tuple) else int(size)
+        self.channels, self.name = int(channels), name
+        self.strict, self.late_log = strict, late_log
+        self.decoded_most = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        h, w = self.size if isinstance(self.size, tuple) else (self.size, self.size)
+        return (len(self.paths), h, w, self.channels)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, index) -> ImageFiles:
+        """The files at `index`, still undecoded."""
+        return self._like(self.paths[np.asarray(index)])
+
+    def resized(self, size: int, channels: int) -> ImageFiles:
+        out = self._like(self.paths)
+        out.size, out.channels = int(size), int(channels)
+        return out
+
+    def _like(self, paths) -> ImageFiles:
+        return ImageFiles(paths, self.size, self.channels, strict=self.strict,
+                          late_log=self.late_log, name=self.name)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self._decode(self.paths[index])
+        rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        return self.decode_rows(rows)
+
+    def decode_rows(self, rows) -> np.ndarray:
+        """The images at `rows`, stacked; a row that fails to decode is replaced (see the
+        class) or refused."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        self.decoded_most = max(self.decoded_most, len(rows))
+        out = np.empty((len(rows), *self.shape[1:]), np.uint8)
+        good = np.zeros(len(rows), bool)
+        for i, row in enumerate(rows):
+            try:
+                out[i] = self._decode(self.paths[row])
+                good[i] = True
+            except MentorError as error:
+                if self.strict:
+                    raise MentorError(f"{error} Without --strict (data.strict) such files are "
+                                      "replaced and counted.") from None
+                self._record(self.paths[row], error)
+        if not good.all():
+            if not good.any():
+                raise MentorError(f"{self.name}: no image of a batch of {len(rows)} decodes "
+                                  f"(e.g. {self.paths[rows[0]]}); check the files.")
+            first = int(np.argmax(good))
+            for i in range(len(rows)):  # the previous good row, or the first one
+                if not good[i]:
+                    out[i] = out[i - 1] if i > first else out[first]
+        return out
+
+    def _decode(self, path) -> np.ndarray:
+        image = decode_image(path, None if isinstance(self.size, tuple) else self.size)
+        if image.shape[:2] != self.shape[1:3]:
+            raise MentorError(f"the image {path} is {image.shape[0]}×{image.shape[1]}, not "
+                              f"{self.shape[1]}×{self.shape[2]} as when it was listed.")
+        return to_channels(image, self.channels) if image.shape[-1] != self.channels else image
+
+    def _record(self, path, error: MentorError):
+        line = f"{path}\t{why_bad(path, error)}".replace("\n", " ")
+        if self.late_log:
+            with open(self.late_log, "a") as f:
+                f.write(line + "\n")
+
+    def load(self, threads: int = 1):
+        """Decode every file into memory, `threads` at a time (PIL lets go of the
+        interpreter while it decodes and resizes). A file that fails is dropped, not
+        replaced (refused under `strict`). Returns (images, ok flags per file, bad files
+        with why)."""
+        def one(row):
+            try:
+                return self._decode(self.paths[row])
+            except MentorError as error:
+                if self.strict:
+                    raise MentorError(f"{self.name}: {error} Without --strict (data.strict) "
+                                      "such files are skipped and counted.") from None
+                return error
+
+        out = np.empty(self.shape, np.uint8)
+        ok = np.zeros(len(self), bool)
+        bad = []
+        with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+            for row, image in enumerate(pool.map(one, range(len(self)), chunksize=64)):
+                if isinstance(image, Exception):
+                    bad.append((str(self.paths[row]), why_bad(self.paths[row], image)))
+                else:
+                    out[row], ok[row] = image, True
+        return (out if ok.all() else out[ok]), ok, bad
+
+    def __array__(self, dtype=None, copy=None):
+        check_fits_in_memory(len(self), max(self.shape[1:3]), self.channels, self.name)
+        out = self.decode_rows(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"ImageFiles({self.name!r}, {len(self)} files at {self.shape[1:]})"
+
+
+def read_late_log(path) -> list[tuple[str, str]]:
+    """The (file, reason) pairs a run's workers recorded, each file once, in order met."""
+    if not path or not Path(path).is_file():
+        return []
+    seen: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        file, _, why = line.partition("\t")
+        seen.setdefault(file, why)
+    return list(seen.items())
+
+
+class BadImages:
+    """What loading does with an image file it cannot decode (corrupt, truncated, zero
+    bytes): skip it and remember it, by default (one broken file among thousands should
+    not cost a run; the run's log and metrics.json say which), or refuse it (`strict`,
+    the data.strict key and --strict). A run holds its own setting for its duration
+    (`scope`, in runs.recorded) and records what was skipped at its end: the files found
+    while listing or decoding up front (`skipped`) and those a streaming worker met
+    (`late_log`, a file the workers append to)."""
+
+    strict: bool = False
+    skipped: list = []  # (file, reason), in the order met
+    late_log: str | None = None
+
+    @classmethod
+    def reset(cls, strict: bool = False):
+        cls.strict, cls.skipped = bool(strict), []
+
+    @classmethod
+    @contextlib.contextmanager
+    def scope(cls, strict: bool):
+        """Within the block: `strict`, a fresh list of skipped files and a fresh late log;
+        afterwards the default again (skip), so one strict run leaves no setting behind."""
+        cls.reset(strict)
+        handle, cls.late_log = tempfile.mkstemp(prefix="mentor-skipped-", suffix=".tsv")
+        os.close(handle)
+        try:
+            yield cls
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(cls.late_log)
+            cls.strict, cls.late_log = False, None
+
+    @classmethod
+    def all_skipped(cls) -> list[tuple[str, str]]:
+        """Every file skipped so far in this run, each once, in the order met."""
+        seen = dict(cls.skipped)
+        for file, why in read_late_log(cls.late_log):
+            seen.setdefault(file, why)
+        return list(seen.items())

@@ -1,0 +1,83 @@
+"""The batches of a run as a pure function of the global step, without Keras.
+
+Batch g of a stream of n images takes positions g·b … g·b+b−1 of an endless chain of
+permutations, permutation k drawn from (seed, stream, k). So epochs need not divide the
+data, two streams of different sizes stay independent, workers may compute batches in any
+order, and a run resumed at step g sees exactly the batches it would have seen.
+
+A `Draw` is that function: `draw(g)` is batch g. The same object serves the in-memory loader
+(a Keras PyDataset calling it in the main process) and the streaming one (Grain worker
+processes calling it on file-backed images), so it holds only arrays and `ImageFiles` and
+imports neither Keras nor a backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Stream:
+    """Endless shuffled stream over n rows; rows for batch g are a pure function of g."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, salt: int, shuffle: bool = True):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.seed, self.salt = seed, salt
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, k: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        if k not in self._perms:
+            if len(self._perms) > 4:  # batches are fetched near each other in time
+                self._perms.pop(min(self._perms))
+            rng = np.random.default_rng([self.seed, self.salt, k])
+            self._perms[k] = rng.permutation(self.n)
+        return self._perms[k]
+
+    def rows(self, g: int) -> np.ndarray:
+        pos = np.arange(g * self.batch_size, (g + 1) * self.batch_size)
+        chain, within = np.divmod(pos, self.n)
+        return np.concatenate([self._perm(int(k))[within[chain == k]] for k in np.unique(chain)])
+
+
+class Draw:
+    """Batch g of one image set: (x, y), uint8 images and int64 labels."""
+
+    def __init__(self, x, y, batch_size: int, seed: int, shuffle: bool = True):
+        self.x, self.y = x, y
+        self.stream = Stream(len(y), batch_size, seed, salt=0, shuffle=shuffle)
+
+    def __call__(self, g: int):
+        rows = self.stream.rows(int(g))
+        return self.x[rows], self.y[rows]
+
+
+class PairedDraw(Draw):
+    """Batch g of a labeled source and an unlabeled target drawn `ratio`× as many a step:
+    ({"source": x, "target": x_t[, "target_labels": y_t]}, y). Target labels ride along for
+    monitoring only (pseudo-label accuracy)."""
+
+    def __init__(self, x, y, x_t, y_t, batch_size: int, seed: int, *, ratio: int,
+                 target_labels: bool, shuffle: bool = True):
+        super().__init__(x, y, batch_size, seed, shuffle)
+        self.x_t, self.y_t, self.target_labels = x_t, y_t, target_labels
+        self.target_stream = Stream(len(y_t), batch_size * ratio, seed, salt=1)
+
+    def __call__(self, g: int):
+        rows, rows_t = self.stream.rows(int(g)), self.target_stream.rows(int(g))
+        x = {"source": self.x[rows], "target": self.x_t[rows_t]}
+        if self.target_labels:
+            x["target_labels"] = self.y_t[rows_t]
+        return x, self.y[rows]
+
+
+class LabeledDraw(Draw):
+    """Batch g with the flags of which labels a loss may use: ({"images", "labeled"}, y)."""
+
+    def __init__(self, x, y, mask, batch_size: int, seed: int, shuffle: bool = True):
+        super().__init__(x, y, batch_size, seed, shuffle)
+        self.mask = np.asarray(mask, bool)
+
+    def __call__(self, g: int):
+        rows = self.stream.rows(int(g))
+        return {"images": self.x[rows], "labeled": self.mask[rows]}, self.y[rows]
