@@ -11,6 +11,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import write_digit_folder
 
 from mentor.cli import main
 from mentor.runs import read_status
@@ -90,6 +91,29 @@ def test_adamatch_killed_and_resumed_ends_with_the_same_weights_and_state(tmp_pa
         assert a.files == b.files and len(a.files) > 20
         for key in a.files:
             np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_killed_and_resumed_ends_where_an_uninterrupted_one_ends(tmp_path):
+    """The same, with the images decoded from a folder by two Grain worker processes: the
+    resumed run's loader starts at the checkpoint's global step, and the killed run's
+    workers do not outlive it."""
+    folder = write_digit_folder(tmp_path / "digits", per_class=20, size=12)
+    args = [*ARGS, *[a for kv in (f"data.train={folder}", "data.stream=always",
+                                  "data.workers=2") for a in ("--set", kv)]]
+    m1, m2 = kill_then_resume(args, tmp_path)
+    assert m1["test_acc"] == m2["test_acc"] and m1["steps"] == m2["steps"] == 48
+    deadline = time.time() + 10  # workers look for their parent once a second
+    while time.time() < deadline and _orphans(tmp_path):
+        time.sleep(0.5)
+    assert not _orphans(tmp_path)
+
+
+def _orphans(tmp_path) -> list[int]:
+    """Loader workers re-parented to init: spawned children of a killed mentor run."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines()[1:]
+            if "spawn_main" in line and line.split()[1] == "1"]
 
 
 def test_two_runs_with_the_same_seed_give_identical_metrics(tmp_path):

@@ -29,7 +29,7 @@ import numpy as np
 
 from mentor.data.files import ImageFiles, available_cores
 from mentor.data.imageset import ImageSet
-from mentor.data.stream import Draw, PairedDraw
+from mentor.data.stream import Draw, PairedDraw, watch_parent
 from mentor.errors import MentorError
 
 
@@ -225,7 +225,8 @@ def feed(batches: Batches):
     return _closing(steps.to_iter_dataset(
         grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)).mp_prefetch(
             grain.MultiprocessingOptions(num_workers=workers,
-                                         per_worker_buffer_size=PREFETCH_PER_WORKER)))
+                                         per_worker_buffer_size=PREFETCH_PER_WORKER),
+            worker_init_fn=watch_parent))
 
 
 def _closing(dataset):

@@ -13,6 +13,10 @@ imports neither Keras nor a backend.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import numpy as np
 
 
@@ -81,3 +85,23 @@ class LabeledDraw(Draw):
     def __call__(self, g: int):
         rows = self.stream.rows(int(g))
         return {"images": self.x[rows], "labeled": self.mask[rows]}, self.y[rows]
+
+
+# How often a loader worker checks that the process it serves is alive, in seconds: a worker
+# outliving a killed run (SIGKILL, a pre-empted machine) would hold its memory and cores.
+_PARENT_CHECK_SECONDS = 1.0
+
+
+def watch_parent(worker_index: int = 0, worker_count: int = 1):
+    """Run in each loader worker as it starts: exit once the training process is gone. A
+    killed parent cannot stop its workers, and multiprocessing's spawned children are
+    re-parented and live on; polling the parent's pid works on every POSIX system, where
+    Linux's parent-death signal would follow the thread that started the worker."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mentor-watch-parent", daemon=True).start()
