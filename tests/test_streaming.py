@@ -75,6 +75,31 @@ def test_a_batch_decodes_only_its_own_rows(folder):
 
 
 @pytest.mark.neutral
+def test_fit_on_a_streamed_folder_matches_fit_in_memory_on_every_backend(folder):
+    """Keras hands a Grain dataset to each backend its own way (numpy, JAX, tf.data and torch
+    iterators): the streamed fit must take exactly the in-memory fit's steps."""
+    from conftest import bn_classifier
+
+    lazy, eager = both(folder)
+    weights = []
+    for data in (lazy, eager):
+        keras.utils.set_random_seed(0)
+        model = bn_classifier(classes=10, size=12)
+        model.compile(optimizer=keras.optimizers.SGD(0.1),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        fed = feed(Batches(data, 16, steps=6, seed=2, workers=2))
+        try:
+            model.fit(fed, epochs=2, steps_per_epoch=3, shuffle=False, verbose=0)
+        finally:
+            if hasattr(fed, "close"):
+                fed.close()
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.neutral
+@pytest.mark.torch_once
 def test_a_streamed_run_never_decodes_its_training_set_whole_and_ends_as_in_memory(
         folder, tmp_path, monkeypatch):
     """Same seed, same batches: the streamed run's weights are the in-memory run's. In the

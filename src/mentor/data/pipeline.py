@@ -206,51 +206,104 @@ class PairedBatches(Batches):
 PREFETCH_PER_WORKER = 2
 
 
+# Batches an iterator serves in the main process before it starts worker processes. Keras
+# 3.15 makes iterators that it reads one or two batches from and drops (a peek at the batch
+# shapes; on torch, one more for the symbolic build): served in-process, those start no
+# workers. A training iterator pays two batches' decode in the main process, once.
+INLINE_BATCHES = 2
+
+
 def feed(batches: Batches):
     """What `fit` gets for `batches`: the PyDataset itself when every image is in memory;
     for file-backed images a Grain dataset that runs `batches.draw` over the same global
-    steps in worker processes (decode and resize there; uint8 until the model)."""
+    steps, in worker processes after its first INLINE_BATCHES (decode and resize there;
+    uint8 until the model). Call its `close()` after `fit` to stop the workers at once."""
     draw = batches.draw
     if not any(isinstance(getattr(draw, k, None), ImageFiles) for k in ("x", "x_t")):
         return batches
+    return _streamed(draw, batches.start_step, batches.steps,
+                     batches.processes or available_cores())
+
+
+def _own(batch):
+    """A worker's batch copied out of the shared memory it arrived in (a batch is a few MB
+    at most): the copy lives as long as its user holds it, and the shared block goes back
+    at once instead of when the garbage collector finds it."""
+    if isinstance(batch, dict):
+        return {k: _own(v) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_own(v) for v in batch)
+    return np.array(batch, copy=True)
+
+
+def _streamed(draw, start: int, stop: int, workers: int):
     import grain
     from absl import flags
 
     if not flags.FLAGS.is_parsed():  # Grain reads absl flags; mentor's CLI has its own
         flags.FLAGS.mark_as_parsed()
-    workers = batches.processes or available_cores()
-    steps = grain.MapDataset.range(batches.start_step, batches.steps).map(draw)
-    # In each worker one thread: a worker is a whole batch's decode, and two threads of
-    # PIL per worker would only contend for the same cores.
-    return _closing(steps.to_iter_dataset(
-        grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)).mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=workers,
-                                         per_worker_buffer_size=PREFETCH_PER_WORKER),
-            worker_init_fn=watch_parent))
 
+    def in_workers(first: int):
+        steps = grain.MapDataset.range(first, stop).map(draw)
+        # In each worker one thread: a worker decodes a whole batch, and two PIL threads
+        # per worker would only contend for the same cores.
+        return steps.to_iter_dataset(
+            grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)).mp_prefetch(
+                grain.MultiprocessingOptions(num_workers=workers,
+                                             per_worker_buffer_size=PREFETCH_PER_WORKER),
+                worker_init_fn=watch_parent)
 
-def _closing(dataset):
-    """`dataset` with a `close()` that stops every iterator made of it, each new iterator
-    stopping the ones before: Keras 3.15 iterates a Grain dataset once to peek at its
-    batch shapes and drops that iterator, whose workers would otherwise keep their
-    prefetched batches (shared memory) until the process ends."""
-    import grain
+    class Steps(grain.DatasetIterator):
+        """Global steps start … stop−1: the first INLINE_BATCHES drawn here, the rest by
+        workers started on first need."""
 
-    class Closing(grain.IterDataset):
-        def __init__(self, parent):
-            super().__init__(parent)
+        def __init__(self):
+            super().__init__()
+            self.g, self.workers = start, None
+
+        def __next__(self):
+            if self.g >= stop:
+                self.close()
+                raise StopIteration
+            if self.g < start + INLINE_BATCHES:
+                batch = draw(self.g)
+            else:
+                if self.workers is None:
+                    self.workers = iter(in_workers(self.g))
+                batch = _own(next(self.workers))
+            self.g += 1
+            return batch
+
+        def get_state(self):
+            return {"step": self.g}
+
+        def set_state(self, state):
+            self.close()
+            self.g, self.workers = state["step"], None
+
+        def close(self):
+            if self.workers is not None:
+                self.workers.close()
+                self.workers = None
+
+    class Streamed(grain.IterDataset):
+        """Each iterator stops the ones made before it: Keras drops the iterators it
+        peeks with, whose workers would otherwise hold their prefetched batches."""
+
+        def __init__(self):
+            super().__init__()
             self.iterators = []
 
         def __iter__(self):
             self.close()
-            self.iterators.append(iter(self._parent))
+            self.iterators.append(Steps())
             return self.iterators[-1]
 
         def close(self):
             while self.iterators:
                 self.iterators.pop().close()
 
-    return Closing(dataset)
+    return Streamed()
 
 
 class EvalBatches(keras.utils.PyDataset):
