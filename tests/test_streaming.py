@@ -198,7 +198,7 @@ def test_a_csv_list_reads_paths_relative_to_itself_with_classes_sorted_as_number
 
 def test_auto_streams_only_above_the_threshold_and_says_which(folder, monkeypatch, capsys):
     assert isinstance(load_source(folder).x, np.ndarray)  # 17 KB: decoded into memory
-    assert "streamed" not in capsys.readouterr().out
+    assert "0 MiB as uint8: decoded into memory (data.stream = auto)" in capsys.readouterr().out
     monkeypatch.setattr(sources, "STREAM_ABOVE_BYTES", 10_000)
     assert isinstance(load_source(folder).x, ImageFiles)
     out = capsys.readouterr().out

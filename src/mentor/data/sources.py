@@ -555,10 +555,9 @@ def load_files(name: str, files: list[str], labels: np.ndarray, classes: list[st
         data = ImageSet(x, labels, classes, name)
     else:
         data = ImageSet(images, labels, classes, name)
-    if len(files) > 1000 or not in_memory:  # small sets load in a blink: nothing to say
-        how = ("decoded into memory" if in_memory else
-               "streamed from disk, decoded a batch at a time by the loader's worker processes")
-        print(f"data: {name}: {described}: {how} (data.stream = {stream})", flush=True)
+    how = ("decoded into memory" if in_memory else
+           "streamed from disk, decoded a batch at a time by the loader's worker processes")
+    print(f"data: {name}: {described}: {how} (data.stream = {stream})", flush=True)
     if bad:
         BadImages.skipped += bad
         shown = "; ".join(f"{f} ({why})" for f, why in bad[:_SHOWN_SKIPPED])
