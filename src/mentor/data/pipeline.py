@@ -14,6 +14,10 @@ positions g·b … g·b+b−1 of an endless chain of permutations, permutation k
 (seed, stream, k). So epochs need not divide the data, two streams of different sizes stay
 independent, threads may fetch batches in any order, and a run resumed at step g sees exactly
 the batches it would have seen.
+
+Many processes (hosts): the batch is still the global one, its rows computed as above; each
+process then keeps only its consecutive share (`shard`, from runtime.process_shard), and
+Keras's JAX trainer lays the shares end to end in process order (runtime.py).
 """
 
 from __future__ import annotations
@@ -125,6 +129,16 @@ def _check_batch(data: ImageSet, batch_size: int):
         raise MentorError(f"{data.name}: no images to draw batches from.")
 
 
+def _check_shard(shard, batch_size: int) -> tuple[int, int]:
+    from mentor.runtime import process_shard
+
+    index, count = shard or process_shard()
+    if not 0 <= index < count or batch_size % count:
+        raise MentorError(f"shard {index} of {count} processes: the global batch "
+                          f"{batch_size} must split evenly into {count} shares.")
+    return index, count
+
+
 class Batches(keras.utils.PyDataset):
     """Shuffled uint8 batches (x, y) of one ImageSet for a whole run of `steps` steps.
 
@@ -137,9 +151,11 @@ class Batches(keras.utils.PyDataset):
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, steps: int, seed: int = 0,
-                 shuffle: bool = True, start_step: int = 0, workers: int = 1, **kwargs):
+                 shuffle: bool = True, start_step: int = 0, workers: int = 1, shard=None,
+                 **kwargs):
         super().__init__(workers=workers, use_multiprocessing=False, **kwargs)
         _check_batch(data, batch_size)
+        self.shard = _check_shard(shard, batch_size)
         if not 0 <= start_step < steps:
             raise MentorError(f"start_step must lie in [0, {steps}), got {start_step}.")
         self.data, self.steps, self.start_step = data, steps, start_step
@@ -148,8 +164,14 @@ class Batches(keras.utils.PyDataset):
     def __len__(self):
         return self.steps - self.start_step
 
+    def share(self, rows: np.ndarray) -> np.ndarray:
+        """This process's part of a global batch's rows (all of them on one process)."""
+        index, count = self.shard
+        size = len(rows) // count
+        return rows[index * size:(index + 1) * size]
+
     def __getitem__(self, index):
-        rows = self.stream.rows(self.start_step + index)
+        rows = self.share(self.stream.rows(self.start_step + index))
         return self.data.x[rows], self.data.y[rows]
 
 
@@ -184,7 +206,7 @@ class PairedBatches(Batches):
 
     def __getitem__(self, index):
         g = self.start_step + index
-        rows, rows_t = self.stream.rows(g), self.target_stream.rows(g)
+        rows, rows_t = self.share(self.stream.rows(g)), self.share(self.target_stream.rows(g))
         x = {"source": self.data.x[rows], "target": self.target.x[rows_t]}
         if self.target_labels:
             x["target_labels"] = self.target.y[rows_t]

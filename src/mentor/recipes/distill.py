@@ -138,7 +138,7 @@ class LabeledBatches(Batches):
         x, y = super().__getitem__(index)
         if self.mask is None:
             return x, y
-        rows = self.stream.rows(self.start_step + index)
+        rows = self.share(self.stream.rows(self.start_step + index))
         return {"images": x, "labeled": self.mask[rows]}, y
 
 
