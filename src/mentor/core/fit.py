@@ -26,7 +26,7 @@ from mentor.core.checkpoints import (
 from mentor.core.optim import build_optimizer
 from mentor.errors import MentorError
 from mentor.runs import check_free_space, mark
-from mentor.runtime import eval_batch_size, trim_to_devices
+from mentor.runtime import eval_batch_size, trim_to_devices, writes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,10 +217,10 @@ def fit_resumable(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig,
                          "(train.keep_checkpoints)")
     if stage.run is not None:
         cbs.append(StatusLog(stage))
-    if stage.history:
+    if stage.history and writes():  # the run directory is process 0's (runtime.writes)
         trim_history(stage.history, done)
         cbs.append(keras.callbacks.CSVLogger(str(stage.history), append=done > 0))
-    if stage.tensorboard:
+    if stage.tensorboard and writes():
         # A resumed stage appends new event files to the same folder; epochs trained again
         # after the newest checkpoint appear twice at the same step (TensorBoard draws both).
         board = tensorboard_callback(stage.tensorboard)
