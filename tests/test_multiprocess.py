@@ -41,10 +41,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(command, tmp_path, name):
+def start(command, tmp_path, name, env=None):
     """Start `command(process_id)` as processes 0 and 1 of one job, logging to tmp_path."""
     logs = [open(tmp_path / f"{name}-{i}.log", "w+") for i in range(2)]
-    return [subprocess.Popen(command(i), env=JOB_ENV, stdout=log, stderr=subprocess.STDOUT)
+    return [subprocess.Popen(command(i), env={**JOB_ENV, **(env or {})}, stdout=log,
+                             stderr=subprocess.STDOUT)
             for i, log in enumerate(logs)], logs
 
 
@@ -141,13 +142,16 @@ def test_a_run_on_two_processes_writes_its_directory_once_and_resumes(tmp_path):
     its first epoch's checkpoint, as if the job had been killed there, and the same command
     resumes both processes from it to the same final weights."""
     out = tmp_path / "run"
+    # The resumed job reuses the first one's compiled steps: 24 s instead of 58 s here.
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla-cache"),
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
     def command(port):
         return lambda i: [sys.executable, "-m", "mentor", *TRAIN, "--out", str(out),
                           "--coordinator", f"localhost:{port}", "--num-processes", "2",
                           "--process-id", str(i)]
 
-    running = start(command(free_port()), tmp_path, "train")
+    running = start(command(free_port()), tmp_path, "train", cache)
     finish(running)
     procs = running[0]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -168,7 +172,7 @@ def test_a_run_on_two_processes_writes_its_directory_once_and_resumes(tmp_path):
     (out / "history.csv").write_text("\n".join(history[:2]) + "\n")
     shutil.rmtree(out / "tensorboard")
 
-    outputs = finish(start(command(free_port()), tmp_path, "resume"))
+    outputs = finish(start(command(free_port()), tmp_path, "resume", cache))
     for output in outputs:  # both processes read process 0's checkpoint
         assert "checkpoints/epoch-0001.npz: 1 epochs done, optimizer step 2" in output, \
             output[-2000:]
