@@ -206,6 +206,14 @@ def test_each_process_gets_its_consecutive_share_of_every_global_batch():
             np.testing.assert_array_equal(
                 np.concatenate([s[0][key] for s in shares]), whole[0][key])
         assert len(shares[1][0]["target"]) == 6  # 3 × 4 / 2
+    # distillation's batches carry which labels may be used: the flags follow the images
+    from mentor.recipes.distill import LabeledBatches
+
+    mask = np.arange(10) % 3 == 0
+    for i in range(2):
+        x, y = LabeledBatches(data, mask, 4, steps=4, seed=3, shard=(i, 2))[1]
+        np.testing.assert_array_equal(x["labeled"], mask[x["images"][:, 0, 0, 0]])
+        assert len(y) == 2
     with pytest.raises(MentorError, match="global batch 5 must split evenly into 2"):
         Batches(data, 5, steps=4, shard=(0, 2))
 

@@ -80,14 +80,13 @@ def _add_runtime_flags(p):
                    help="refuse an image folder with a file that does not decode (default: "
                         "skip such files, name them in the log and count them in "
                         "metrics.json); the same as --set data.strict=true")
-    jobs = p.add_argument_group(
-        "many processes (hosts), JAX backend",
+    jobs = p.add_argument_group("many processes (hosts), JAX backend", textwrap.fill(
         "Run the same command in every process of the job; --devices then counts each "
         "process's devices and train.batch_size stays the global batch. Process 0 writes the "
         "run directory, which every process must see at the same path (one machine, or a "
         "shared filesystem). Instead of the flags: KERAS_DISTRIBUTION_JOB_ADDRESSES, "
         "KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID, or "
-        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.")
+        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (docs/scaling.md).", 78))
     jobs.add_argument("--coordinator", metavar="HOST:PORT",
                       help="process 0's address and a free port, the same in every process; "
                            "'auto': let JAX read the cluster's settings (TPU pod slice, "
