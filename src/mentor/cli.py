@@ -41,6 +41,7 @@ def _train(args):
     from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path
 
+    _join_processes(args)
     config, name = load_config(args.config, args.set + _runtime_overrides(args))
     run_dir = RunDir(args.out or default_run_path(name))
     print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
@@ -61,6 +62,14 @@ def _runtime_overrides(args) -> list:
     return overrides
 
 
+def _join_processes(args):
+    """Join the multi-process JAX job the flags or environment ask for (a no-op when none
+    is asked for), first: JAX fixes its devices at its first computation."""
+    from mentor.runtime import start_processes
+
+    start_processes(args.coordinator, args.num_processes, args.process_id)
+
+
 def _add_runtime_flags(p):
     p.add_argument("--devices", type=non_negative_int, metavar="N",
                    help="data-parallel devices, JAX backend (0: all visible; default 1); "
@@ -71,6 +80,21 @@ def _add_runtime_flags(p):
                    help="refuse an image folder with a file that does not decode (default: "
                         "skip such files, name them in the log and count them in "
                         "metrics.json); the same as --set data.strict=true")
+    jobs = p.add_argument_group("many processes (hosts), JAX backend", textwrap.fill(
+        "Run the same command in every process of the job; --devices then counts each "
+        "process's devices and train.batch_size stays the global batch. Process 0 writes the "
+        "run directory, which every process must see at the same path (one machine, or a "
+        "shared filesystem). Instead of the flags: KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+        "KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID, or "
+        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (docs/scaling.md).", 78))
+    jobs.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="process 0's address and a free port, the same in every process; "
+                           "'auto': let JAX read the cluster's settings (TPU pod slice, "
+                           "SLURM, Open MPI)")
+    jobs.add_argument("--num-processes", type=positive_int, metavar="N",
+                      help="how many processes the job has")
+    jobs.add_argument("--process-id", type=non_negative_int, metavar="I",
+                      help="this process's number, 0 … N-1 (0 writes the run directory)")
 
 
 def _evaluate(args):
@@ -316,6 +340,7 @@ def _demo(args):
     unknown = [p for p in args.parts if p not in DEMO_PARTS]
     if unknown:
         raise UsageError(f"unknown demo part {unknown[0]!r}; parts: {', '.join(DEMO_PARTS)}.")
+    _join_processes(args)
     run_demo(args.parts, list(args.set) + _runtime_overrides(args), args.out)
     return 0
 

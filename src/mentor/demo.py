@@ -107,6 +107,8 @@ def print_summary(results: dict, seconds: dict, total: float, index):
 def write_index(root: pathlib.Path, results: dict, seconds: dict, total: float) -> pathlib.Path:
     """index.html: one row per part (what it shows, its verdict, its key figure, a link to
     its report), the total time."""
+    from mentor.runtime import writes
+
     rows = []
     for i, (part, metrics) in enumerate(results.items(), 1):
         preset, what, _ = DEMO_PARTS[part]
@@ -148,5 +150,6 @@ it adapts to the 5000 MNIST digits and is tested on them, their labels never tra
 </body></html>
 """
     path = root / "index.html"
-    path.write_text(page)
+    if writes():  # process 0's, in a multi-process job
+        path.write_text(page)
     return path

@@ -13,9 +13,17 @@ from keras import ops
 from matplotlib.figure import Figure
 
 from mentor.errors import MentorError
+from mentor.runtime import writes
 
 matplotlib.use("Agg")  # files only: runs happen on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, path, **options):
+    """`fig.savefig`, in the process that writes the run directory (runtime.writes): every
+    process of a multi-process job draws the same figure, one writes it."""
+    if writes():
+        fig.savefig(path, **options)
 
 
 def read_history(path) -> dict[str, list[float]]:
@@ -88,7 +96,7 @@ def plot_history(history_csv, path, title: str = "training", *, objective: str |
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return pathlib.Path(path)
 
@@ -124,7 +132,7 @@ def sample_grid(views, path, *, n=8, title=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
+    save_figure(figure, path, dpi=80)
     return path
 
 
@@ -170,7 +178,8 @@ pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; }}
 </body></html>
 """
     path = pathlib.Path(path)
-    path.write_text(page)
+    if writes():
+        path.write_text(page)
     return path
 
 
@@ -190,7 +199,7 @@ def bars(rows: list[tuple[str, float, str]], path, ylabel: str = "test accuracy"
     ax.set_ylim(low, 1.0 + 0.18 * (1.0 - low))
     ax.set_ylabel(ylabel + (f" (axis from {100 * low:.0f} %)" if low else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return pathlib.Path(path)
 
@@ -222,6 +231,6 @@ def curves(histories: dict, key: str, path, ylabel: str):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return pathlib.Path(path)

@@ -107,6 +107,8 @@ def heatmap(results: dict[str, dict], path, title: str = "accuracy under corrupt
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mentor.report import save_figure
+
     names, sevs, _ = _grid(next(iter(results.values())))
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 + 2.6 * len(results), 0.32 * len(names) + 1.6),
                              squeeze=False)
@@ -124,7 +126,7 @@ def heatmap(results: dict[str, dict], path, title: str = "accuracy under corrupt
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
     fig.suptitle(title + (f" ({images:,} test images, each corrupted at every cell)"
                           if images else ""), fontsize=10)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -136,6 +138,8 @@ def difference_heatmap(results: dict[str, dict], path, *, base: str, other: str)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from mentor.report import save_figure
 
     names, sevs, a = _grid(results[base])
     _, _, b = _grid(results[other])
@@ -151,7 +155,7 @@ def difference_heatmap(results: dict[str, dict], path, *, base: str, other: str)
     ax.set_xlabel("severity")
     ax.set_title(f"{other} − {base}, accuracy points", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8, label="points")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -162,6 +166,8 @@ def compare_bars(results: dict[str, dict], path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from mentor.report import save_figure
 
     per = {m: tables(r)[0] for m, r in results.items()}
     names = ["clean"] + list(next(iter(per.values())))
@@ -177,7 +183,7 @@ def compare_bars(results: dict[str, dict], path):
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

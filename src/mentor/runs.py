@@ -29,6 +29,7 @@ import shlex
 import shutil
 import socket
 import sys
+import tempfile
 import time
 
 import keras
@@ -40,6 +41,7 @@ else:  # pragma: no cover
 
 from mentor.config import dumps
 from mentor.errors import MentorError
+from mentor.runtime import barrier, from_process_0, writes
 
 
 class NotOurs(MentorError):
@@ -62,9 +64,10 @@ class RunDir:
             )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            if writes():  # the others of a multi-process job only read it
+                probe = self.path / ".write-test"
+                probe.write_text("ok")
+                probe.unlink()
         except OSError as e:
             raise MentorError(
                 f"cannot write the run directory {self.path} ({e.strerror or e}). "
@@ -86,6 +89,24 @@ class RunDir:
         command = " ".join(shlex.quote(a) for a in ["mentor", *sys.argv[1:]]) \
             if os.path.basename(sys.argv[0]) == "mentor" else "(Python API)"
         header = f"# resolved from {source}\n# command: {command}\n\n"
+        # In a multi-process job process 0 alone decides (runtime.writes) and the others
+        # follow: whether the run resumes, or that it is refused (then every process stops
+        # here, none waits for the others in a training step).
+        refused = None
+        if writes():
+            try:
+                self._write_config(body, header)
+            except MentorError as error:
+                refused = error
+        resumed, ok = from_process_0(int(self.resumed), int(refused is None))
+        self.resumed = bool(resumed)
+        if refused is not None:
+            raise refused
+        if not ok:
+            raise NotOurs(f"{self.path}: process 0 of this job refused the run directory "
+                          "(its log says why).")
+
+    def _write_config(self, body: str, header: str):
         existing = self.file("config.toml")
         status = read_status(self.path)
         if status.get("state") == "running" and status.get("pid") != os.getpid() \
@@ -140,6 +161,8 @@ class RunDir:
     def record_stage(self, name: str, **facts):
         """Remember what a finished stage did (steps, seconds) in stages.json, for a run
         resumed after it: the stage is not trained again, but its numbers still count."""
+        if not writes():
+            return
         stages = self.stages()
         stages[name] = facts
         _atomic_write(self.file("stages.json"), json.dumps(stages, indent=2) + "\n")
@@ -156,18 +179,32 @@ class RunDir:
 
     def save_model(self, model: keras.Model, name: str) -> pathlib.Path:
         final = self.file(name)
+        try:
+            self._save_model(model, name, final)
+        finally:
+            barrier(f"saved {name}")  # the others may read it next (a demo's teacher)
+        return final
+
+    def _save_model(self, model: keras.Model, name: str, final: pathlib.Path):
+        if not writes():
+            # Keras's saving creates variables, and under a multi-process distribution each
+            # creation is a collective (JAX checks the value is the same everywhere): every
+            # process saves, the others into a folder of their own that they delete.
+            with tempfile.TemporaryDirectory() as scratch:
+                model.save(os.path.join(scratch, name))
+            return
         tmp = self.file(name.replace(".keras", ".partial.keras"))
         with disk_errors(tmp):
             model.save(tmp)
         os.replace(tmp, final)
-        return final
 
     def write_metrics(self, metrics: dict) -> pathlib.Path:
         for key, value in metrics.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise MentorError(f"metric {key} is {value}; refusing to record a broken run.")
         metrics.update(self.runtime)
-        _atomic_write(self.file("metrics.json"), json.dumps(metrics, indent=2) + "\n")
+        if writes():
+            _atomic_write(self.file("metrics.json"), json.dumps(metrics, indent=2) + "\n")
         self.mark("completed")
         return self.file("metrics.json")
 
@@ -286,6 +323,8 @@ def mark(run_path, state: str, **info):
     """Record a run's state in its status.json (atomically), keeping what earlier calls
     recorded: "running" (with stage and epoch as training goes), then "completed", "failed"
     (with the message) or "interrupted"."""
+    if not writes():  # process 0 keeps the status of a multi-process job
+        return
     path = pathlib.Path(run_path) / "status.json"
     try:
         status = json.loads(path.read_text())

@@ -11,6 +11,7 @@ import numpy as np
 
 from mentor.errors import MentorError
 from mentor.runs import disk_errors
+from mentor.runtime import writes
 
 
 def _state_variables(trainer: keras.Model, exclude=()):
@@ -120,7 +121,9 @@ class Checkpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.params is not None and epoch + 1 == self.params.get("epochs")
-        if (epoch + 1) % self.every and not last:
+        if not writes() or ((epoch + 1) % self.every and not last):
+            # Only process 0 of a multi-process job writes (the variables are replicated,
+            # so its copy is every process's); reading them needs no other process.
             return
         os.makedirs(self.directory, exist_ok=True)
         save_state(self.model, os.path.join(self.directory, f"epoch-{epoch + 1:04d}.npz"),

@@ -29,7 +29,13 @@ from mentor.data.files import ImageFiles
 from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
 from mentor.runs import check_free_space, mark
-from mentor.runtime import device_count, eval_batch_size, trim_to_devices
+from mentor.runtime import (
+    device_count,
+    eval_batch_size,
+    process_shard,
+    trim_to_devices,
+    writes,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +198,9 @@ def validation_feed(validation):
         return trim_to_devices(validation)
     x, y = validation
     keep = len(x) // device_count() * device_count()
-    return EvalBatches(x.take(np.arange(keep)), y[:keep], eval_batch_size())
+    index, count = process_shard()  # many processes: this one's consecutive share
+    rows = np.arange(index * keep // count, (index + 1) * keep // count)
+    return EvalBatches(x.take(rows), y[rows], eval_batch_size() // count)
 
 
 def fit_verbosity() -> int:
@@ -230,10 +238,10 @@ def fit_resumable(trainer: keras.Model, batches, stage: Stage, cfg: TrainConfig,
                          "(train.keep_checkpoints)")
     if stage.run is not None:
         cbs.append(StatusLog(stage))
-    if stage.history:
+    if stage.history and writes():  # the run directory is process 0's (runtime.writes)
         trim_history(stage.history, done)
         cbs.append(keras.callbacks.CSVLogger(str(stage.history), append=done > 0))
-    if stage.tensorboard:
+    if stage.tensorboard and writes():
         # A resumed stage appends new event files to the same folder; epochs trained again
         # after the newest checkpoint appear twice at the same step (TensorBoard draws both).
         board = tensorboard_callback(stage.tensorboard)

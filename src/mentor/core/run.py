@@ -127,7 +127,10 @@ def history_figures(run_dir, stages) -> list[tuple[str, str]]:
     `stages` holds (caption, stage) or (caption, stage, plot options), the options going
     to `report.plot_history` (`objective`, `labels`)."""
     from mentor.report import plot_history
+    from mentor.runtime import writes
 
+    if not writes():  # the report they go into is process 0's (finish_run)
+        return []
     figures = []
     for caption, stage, *options in stages:
         if stage is None or stage.history is None or not stage.history.is_file():

@@ -20,6 +20,11 @@ step g sees exactly the batches it would have seen, whichever loader serves them
   deterministic order whatever the worker count; a PyDataset with processes would copy
   batches through pickles and re-import Keras in every worker, and a torch DataLoader
   would tie the loader to one backend. Measured in benchmarks/loader.py.
+
+Many processes (hosts): the batch is still the global one, its rows computed as above; each
+process then keeps only its consecutive share (`shard`, from runtime.process_shard), before
+anything is decoded, and Keras's JAX trainer lays the shares end to end in process order
+(runtime.py).
 """
 
 from __future__ import annotations
@@ -130,6 +135,16 @@ def streamed(data: ImageSet | None) -> bool:
     return data is not None and isinstance(data.x, ImageFiles)
 
 
+def _check_shard(shard, batch_size: int) -> tuple[int, int]:
+    from mentor.runtime import process_shard
+
+    index, count = shard or process_shard()
+    if not 0 <= index < count or batch_size % count:
+        raise MentorError(f"shard {index} of {count} processes: the global batch "
+                          f"{batch_size} must split evenly into {count} shares.")
+    return index, count
+
+
 class Batches(keras.utils.PyDataset):
     """Shuffled uint8 batches (x, y) of one ImageSet for a whole run of `steps` steps.
 
@@ -147,14 +162,16 @@ class Batches(keras.utils.PyDataset):
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, steps: int, seed: int = 0,
-                 shuffle: bool = True, start_step: int = 0, workers: int = 0, **kwargs):
+                 shuffle: bool = True, start_step: int = 0, workers: int = 0, shard=None,
+                 **kwargs):
         super().__init__(workers=1, use_multiprocessing=False, **kwargs)
         _check_batch(data, batch_size)
+        self.shard = _check_shard(shard, batch_size)
         if not 0 <= start_step < steps:
             raise MentorError(f"start_step must lie in [0, {steps}), got {start_step}.")
         self.data, self.steps, self.start_step = data, steps, start_step
         self.processes = workers
-        self.draw = Draw(data.x, data.y, batch_size, seed, shuffle)
+        self.draw = Draw(data.x, data.y, batch_size, seed, shuffle, shard=self.shard)
 
     @property
     def stream(self):
@@ -194,7 +211,7 @@ class PairedBatches(Batches):
             )
         self.target = target
         self.draw = PairedDraw(source.x, source.y, target.x, target.y, batch_size, seed,
-                               ratio=ratio, target_labels=target_labels)
+                               ratio=ratio, target_labels=target_labels, shard=self.shard)
 
     @property
     def target_stream(self):

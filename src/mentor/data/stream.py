@@ -45,14 +45,22 @@ class Stream:
 
 
 class Draw:
-    """Batch g of one image set: (x, y), uint8 images and int64 labels."""
+    """Batch g of one image set: (x, y), uint8 images and int64 labels. With `shard` =
+    (index, count) of many processes, this process's consecutive share of the global batch
+    g: its rows are chosen before anything is read, so each process decodes only its own."""
 
-    def __init__(self, x, y, batch_size: int, seed: int, shuffle: bool = True):
-        self.x, self.y = x, y
+    def __init__(self, x, y, batch_size: int, seed: int, shuffle: bool = True, *,
+                 shard=(0, 1)):
+        self.x, self.y, self.shard = x, y, tuple(shard)
         self.stream = Stream(len(y), batch_size, seed, salt=0, shuffle=shuffle)
 
+    def share(self, rows: np.ndarray) -> np.ndarray:
+        index, count = self.shard
+        size = len(rows) // count
+        return rows[index * size:(index + 1) * size]
+
     def __call__(self, g: int):
-        rows = self.stream.rows(int(g))
+        rows = self.share(self.stream.rows(int(g)))
         return self.x[rows], self.y[rows]
 
 
@@ -62,13 +70,14 @@ class PairedDraw(Draw):
     monitoring only (pseudo-label accuracy)."""
 
     def __init__(self, x, y, x_t, y_t, batch_size: int, seed: int, *, ratio: int,
-                 target_labels: bool, shuffle: bool = True):
-        super().__init__(x, y, batch_size, seed, shuffle)
+                 target_labels: bool, shuffle: bool = True, shard=(0, 1)):
+        super().__init__(x, y, batch_size, seed, shuffle, shard=shard)
         self.x_t, self.y_t, self.target_labels = x_t, y_t, target_labels
         self.target_stream = Stream(len(y_t), batch_size * ratio, seed, salt=1)
 
     def __call__(self, g: int):
-        rows, rows_t = self.stream.rows(int(g)), self.target_stream.rows(int(g))
+        rows = self.share(self.stream.rows(int(g)))
+        rows_t = self.share(self.target_stream.rows(int(g)))
         x = {"source": self.x[rows], "target": self.x_t[rows_t]}
         if self.target_labels:
             x["target_labels"] = self.y_t[rows_t]
@@ -78,12 +87,13 @@ class PairedDraw(Draw):
 class LabeledDraw(Draw):
     """Batch g with the flags of which labels a loss may use: ({"images", "labeled"}, y)."""
 
-    def __init__(self, x, y, mask, batch_size: int, seed: int, shuffle: bool = True):
-        super().__init__(x, y, batch_size, seed, shuffle)
+    def __init__(self, x, y, mask, batch_size: int, seed: int, shuffle: bool = True, *,
+                 shard=(0, 1)):
+        super().__init__(x, y, batch_size, seed, shuffle, shard=shard)
         self.mask = np.asarray(mask, bool)
 
     def __call__(self, g: int):
-        rows = self.stream.rows(int(g))
+        rows = self.share(self.stream.rows(int(g)))
         return {"images": self.x[rows], "labeled": self.mask[rows]}, self.y[rows]
 
 

@@ -134,7 +134,8 @@ class LabeledBatches(Batches):
     def __init__(self, data: ImageSet, mask, batch_size: int, *, seed: int = 0, **kwargs):
         super().__init__(data, batch_size, seed=seed, **kwargs)
         if mask is not None:
-            self.draw = LabeledDraw(data.x, data.y, mask, batch_size, seed)
+            self.draw = LabeledDraw(data.x, data.y, mask, batch_size, seed,
+                                    shard=self.shard)
 
 
 # ----------------------------------------------------------------------------- loss
