@@ -75,17 +75,17 @@ def write_npz(path, **arrays) -> str:
 
 
 def write_digit_folder(root, *, per_class: int = 30, classes: int = 10, size: int = 16,
-                       fmt: str = "png"):
-    """The first `per_class` UCI digits of each class (embedded with mentor), enlarged to
-    size×size and written as root/<class>/<i>.<fmt>: a small real image folder. Returns
-    root as a string."""
+                       fmt: str = "png", source: str = "embedded:digits"):
+    """The first `per_class` digits of each class of `source` (the UCI digits embedded with
+    mentor, or its MNIST-5k), resized to size×size and written as root/<class>/<i>.<fmt>: a
+    small real image folder. Returns root as a string."""
     import pathlib
 
     from PIL import Image
 
     from mentor.data.sources import load_source
 
-    data = load_source("embedded:digits")
+    data = load_source(source)
     root = pathlib.Path(root)
     for c in range(classes):
         (root / str(c)).mkdir(parents=True, exist_ok=True)

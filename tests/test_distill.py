@@ -237,6 +237,7 @@ def test_short_distill_run_writes_the_output_contract(tmp_path):
         assert (tmp_path / "run" / name).is_file(), name
 
 
+@pytest.mark.torch_once  # resume is backend-neutral code; 54 s of compiling on JAX
 def test_interrupted_run_resumes_at_the_right_step_with_the_right_learning_rate(
         tmp_path, monkeypatch):
     """Stop a run in its third student epoch, run it again into the same directory, and it
