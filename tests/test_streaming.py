@@ -111,9 +111,9 @@ def test_a_streamed_run_never_decodes_its_training_set_whole_and_ends_as_in_memo
     largest = []
     decode_rows = ImageFiles.decode_rows
 
-    def counted(self, rows):
+    def counted(self, rows, threads=1):
         largest.append(len(np.asarray(rows).reshape(-1)))
-        return decode_rows(self, rows)
+        return decode_rows(self, rows, threads)
 
     def refused(self, dtype=None, copy=None):
         raise AssertionError(f"{self!r} was decoded whole")
@@ -133,6 +133,18 @@ def test_a_streamed_run_never_decodes_its_training_set_whole_and_ends_as_in_memo
     assert largest and max(largest) <= 256  # validation and test batches, in order
     for a, b in zip(weights["always"], weights["never"]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_predictions_on_a_streamed_set_come_in_the_order_of_its_files(folder):
+    """Four batches, decoded by threads: each prediction belongs to its own image."""
+    from conftest import bn_classifier
+
+    from mentor.runtime import predict
+
+    lazy, eager = both(folder)
+    model = bn_classifier(classes=10, size=12)
+    np.testing.assert_allclose(predict(model, lazy.x, batch_size=32),
+                               predict(model, eager.x, batch_size=32), rtol=1e-5, atol=1e-6)
 
 
 def truncate(path):

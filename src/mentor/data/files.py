@@ -156,22 +156,30 @@ class ImageFiles:
         rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
         return self.decode_rows(rows)
 
-    def decode_rows(self, rows) -> np.ndarray:
-        """The images at `rows`, stacked; a row that fails to decode is replaced (see the
-        class) or refused."""
+    def decode_rows(self, rows, threads: int = 1) -> np.ndarray:
+        """The images at `rows`, stacked, decoded by `threads` threads; a row that fails to
+        decode is replaced (see the class) or refused."""
         rows = np.asarray(rows, np.int64).reshape(-1)
         self.decoded_most = max(self.decoded_most, len(rows))
         out = np.empty((len(rows), *self.shape[1:]), np.uint8)
         good = np.zeros(len(rows), bool)
-        for i, row in enumerate(rows):
+
+        def one(i):
             try:
-                out[i] = self._decode(self.paths[row])
+                out[i] = self._decode(self.paths[rows[i]])
                 good[i] = True
             except MentorError as error:
                 if self.strict:
                     raise MentorError(f"{error} Without --strict (data.strict) such files are "
                                       "replaced and counted.") from None
-                self._record(self.paths[row], error)
+                self._record(self.paths[rows[i]], error)
+
+        if threads > 1 and len(rows) > 1:
+            with concurrent.futures.ThreadPoolExecutor(min(threads, len(rows))) as pool:
+                list(pool.map(one, range(len(rows))))
+        else:
+            for i in range(len(rows)):
+                one(i)
         if not good.all():
             if not good.any():
                 raise MentorError(f"{self.name}: no image of a batch of {len(rows)} decodes "

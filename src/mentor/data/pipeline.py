@@ -325,16 +325,20 @@ def _streamed(draw, start: int, stop: int, workers: int):
 
 class EvalBatches(keras.utils.PyDataset):
     """A file-backed set in order, `batch_size` images at a time: (x, y) for validation,
-    x alone for prediction. Decoded by `workers` threads of the main process (PIL lets go
-    of the interpreter while it decodes)."""
+    x alone for prediction. Keras gets one batch at a time from one thread, so the order
+    cannot change (with threads, Keras 3.15 serves its first-batch peek out of turn); each
+    batch is decoded by `threads` threads (0: one per core; PIL lets go of the interpreter
+    while it decodes and resizes)."""
 
-    def __init__(self, x: ImageFiles, y=None, batch_size: int = 256, *, workers: int = 2):
-        super().__init__(workers=workers, use_multiprocessing=False)
+    def __init__(self, x: ImageFiles, y=None, batch_size: int = 256, *, threads: int = 0):
+        super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y, self.batch_size = x, y, batch_size
+        self.threads = threads or available_cores()
 
     def __len__(self):
         return -(-len(self.x) // self.batch_size)
 
     def __getitem__(self, index):
         rows = np.arange(index * self.batch_size, min(len(self.x), (index + 1) * self.batch_size))
-        return (self.x[rows],) if self.y is None else (self.x[rows], self.y[rows])
+        x = self.x.decode_rows(rows, threads=self.threads)
+        return (x,) if self.y is None else (x, self.y[rows])
