@@ -11,7 +11,21 @@ import statistics
 import sys
 import time
 
-DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10_train5k.npz"
+
+
+def photos_32():
+    """(5,000 real images at 32×32×3 as an ImageSet, what they are): CIFAR-10 from
+    ../shared/data when present, else the embedded MNIST-5k in colour. Imports mentor only
+    when called, so a loader worker importing a benchmark script loads no Keras."""
+    from mentor.data.pipeline import prepare
+    from mentor.data.sources import load_source
+
+    if SHARED_CIFAR.exists():
+        return prepare(load_source(str(SHARED_CIFAR)), 32, 3), "cifar10_train5k (shared)"
+    return prepare(load_source("embedded:mnist5k"), 32, 3), "embedded:mnist5k at 32×32×3"
 
 
 def interleaved(cases: dict, reps: int, warmup: int = 2) -> dict[str, float]:

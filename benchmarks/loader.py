@@ -33,7 +33,7 @@ import tempfile
 import time
 
 import numpy as np
-from _bench import write_section
+from _bench import photos_32, write_section
 from PIL import Image
 
 # Keras and the model code are imported inside the functions: loader workers are spawned
@@ -41,19 +41,8 @@ from PIL import Image
 # workers import neither Keras nor a backend. Imported here, they would make each worker
 # start seconds slower and run beside a loaded TensorFlow (where it is installed).
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "cifar10_train5k.npz"
 SIZES = {32: dict(files=5000, batch=64, model="wrn28_2", label="WRN-28-2"),
          224: dict(files=1000, batch=16, model="resnet50v2", label="ResNet-50 v2")}
-
-
-def photos():
-    from mentor.data.pipeline import prepare
-    from mentor.data.sources import load_source
-
-    if SHARED.exists():
-        return prepare(load_source(str(SHARED)), 32, 3), "cifar10_train5k (shared)"
-    return prepare(load_source("embedded:mnist5k"), 32, 3), "embedded:mnist5k at 32×32×3"
 
 
 def write_folder(root: pathlib.Path, x, y, size: int):
@@ -157,7 +146,7 @@ def main():
     from mentor.data.pipeline import prepare
     from mentor.data.sources import load_source
 
-    data, what = photos()
+    data, what = photos_32()
     work = pathlib.Path(tempfile.mkdtemp(prefix="mentor-loader-bench-"))
     lines = []
     try:

@@ -16,13 +16,12 @@ import pathlib
 import platform
 
 import keras
-from _bench import interleaved, write_section  # noqa: E402
+from _bench import interleaved, photos_32, write_section  # noqa: E402
 
 import mentor  # noqa: F401  (backend choice)
 from mentor import augment
 from mentor.core.trainer import ClassifierTrainer
-from mentor.data.pipeline import Batches, prepare
-from mentor.data.sources import load_source
+from mentor.data.pipeline import Batches
 from mentor.models import build_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -31,19 +30,13 @@ BATCH = 64  # the WRN-28-2 step of the foundation issue
 STRONG_BATCH = 192  # AdaMatch's target batch (3 × 64) gets the strong view
 
 
-def load():
-    if SHARED.exists():
-        return prepare(load_source(str(SHARED)), 32, 3), "cifar10_train5k (shared)"
-    return prepare(load_source("embedded:mnist5k"), 32, 3), "embedded:mnist5k at 32×32×3"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
-    data, data_name = load()
+    data, data_name = photos_32()
     batches = Batches(data, BATCH, seed=0, steps=10**6)
     big = Batches(data, STRONG_BATCH, seed=1, steps=10**6)
     weak_seed, strong_seed = keras.random.SeedGenerator(0), keras.random.SeedGenerator(1)

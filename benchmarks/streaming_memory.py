@@ -28,22 +28,13 @@ import time
 
 import numpy as np
 import psutil
-from _bench import write_section
+from _bench import ROOT, photos_32, write_section
 from PIL import Image
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "cifar10_train5k.npz"
 
 
 def images() -> tuple[np.ndarray, np.ndarray, str]:
     sys.path.insert(0, str(ROOT / "src"))
-    from mentor.data.pipeline import prepare
-    from mentor.data.sources import load_source
-
-    if SHARED.exists():
-        data, what = prepare(load_source(str(SHARED)), 32, 3), "cifar10_train5k (shared)"
-    else:
-        data, what = prepare(load_source("embedded:mnist5k"), 32, 3), "embedded:mnist5k at 32×32×3"
+    data, what = photos_32()
     return data.x, data.y, what
 
 
