@@ -165,6 +165,8 @@ def test_short_ssl_run_writes_the_output_contract(tmp_path):
     assert len(base) == 1 + 2  # the same epochs of the same steps
 
 
+# input checks run before any backend work: once is enough
+@pytest.mark.torch_once
 def test_bad_adamatch_inputs_get_clear_messages(tmp_path):
     from mentor.recipes import adamatch
 
