@@ -165,14 +165,18 @@ def trim_to_devices(validation):
     validation batch evenly, the last one included. At most devices − 1 images are left
     out of the monitoring (never out of the test metrics: `predict` pads instead). With many
     processes, this process's consecutive share of what is kept: Keras lays the shares of
-    each validation batch end to end, so every kept image is counted once."""
+    each validation batch end to end, so every kept image is counted once. File-backed
+    images are cut undecoded."""
+    from mentor.data.files import ImageFiles
+
     n = device_count()
     if validation is None or n == 1:
         return validation
     keep = len(validation[0]) // n * n
     index, count = process_shard()
     share = slice(index * keep // count, (index + 1) * keep // count)
-    return tuple(a[:keep][share] for a in validation)
+    return tuple(a.take(share) if isinstance(a, ImageFiles) else a[:keep][share]
+                 for a in validation)
 
 
 # ----------------------------------------------------------------------------- processes

@@ -14,7 +14,6 @@ import pathlib
 import sys
 
 import keras
-import numpy as np
 
 from mentor.compat import scheduled_learning_rate
 from mentor.config import TrainConfig
@@ -30,7 +29,6 @@ from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
 from mentor.runs import check_free_space, mark
 from mentor.runtime import (
-    device_count,
     eval_batch_size,
     process_shard,
     trim_to_devices,
@@ -192,15 +190,13 @@ def trim_history(path, epochs: int):
 
 
 def validation_feed(validation):
-    """Validation (x, y) as `fit` takes it: arrays cut to a multiple of the device count
-    (`trim_to_devices`); file-backed images as batches decoded in order, cut the same way."""
+    """Validation (x, y) as `fit` takes it, cut to a multiple of the device count (and to
+    this process's share: `trim_to_devices`); file-backed images as batches decoded in
+    order."""
+    validation = trim_to_devices(validation)
     if validation is None or not isinstance(validation[0], ImageFiles):
-        return trim_to_devices(validation)
-    x, y = validation
-    keep = len(x) // device_count() * device_count()
-    index, count = process_shard()  # many processes: this one's consecutive share
-    rows = np.arange(index * keep // count, (index + 1) * keep // count)
-    return EvalBatches(x.take(rows), y[rows], eval_batch_size() // count)
+        return validation
+    return EvalBatches(*validation, eval_batch_size() // process_shard()[1])
 
 
 def fit_verbosity() -> int:

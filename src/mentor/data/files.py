@@ -138,8 +138,8 @@ class ImageFiles:
         return len(self.paths)
 
     def take(self, index) -> ImageFiles:
-        """The files at `index`, still undecoded."""
-        return self._like(self.paths[np.asarray(index)])
+        """The files at `index` (rows or a slice), still undecoded."""
+        return self._like(self.paths[index if isinstance(index, slice) else np.asarray(index)])
 
     def resized(self, size: int, channels: int) -> ImageFiles:
         out = self._like(self.paths)

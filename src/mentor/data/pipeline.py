@@ -62,9 +62,7 @@ def concat_images(a, b):
     """Two sets of images of one shape as one: arrays stay arrays, files stay files; a mix
     is decoded into memory (where it fits)."""
     if isinstance(a, ImageFiles) and isinstance(b, ImageFiles) and a.shape[1:] == b.shape[1:]:
-        both = a.take(np.arange(len(a)))
-        both.paths = np.concatenate([a.paths, b.paths])
-        return both
+        return a._like(np.concatenate([a.paths, b.paths]))
     return np.concatenate([np.asarray(a), np.asarray(b)])
 
 
