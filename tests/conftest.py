@@ -69,6 +69,17 @@ def bn_classifier(classes=3, size=8, name=None, record=None):
     return keras.Sequential(layers, name=name)
 
 
+def mark_run(path, kind: str = "run"):
+    """Mark a run folder made by hand as mentor's (as RunDir does before writing): mentor
+    resumes, refuses or reports only folders it marked."""
+    import json
+
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / ".mentor-run.json").write_text(json.dumps({"mentor": 1, "kind": kind, "files": []}))
+    return path
+
+
 def write_npz(path, **arrays) -> str:
     np.savez(path, **arrays)
     return str(path)

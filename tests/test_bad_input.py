@@ -12,7 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import write_npz
+from conftest import mark_run, write_npz
 
 from mentor import MentorError
 from mentor.cli import main
@@ -165,7 +165,7 @@ def test_cli_with_an_unknown_backend_exits_with_the_message_not_a_traceback():
 
 def unfinished_run(path, *, config='recipe = "supervised"\n', status='{"state": "runn'):
     """A run directory with a checkpoint saved, its config.toml and status.json as given."""
-    (path / "checkpoints").mkdir(parents=True)
+    (mark_run(path) / "checkpoints").mkdir(parents=True)
     np.savez(path / "checkpoints" / "epoch-0001.npz", var0=np.zeros(2))
     (path / "config.toml").write_text(config)
     (path / "status.json").write_text(status)

@@ -15,7 +15,7 @@ import urllib.error
 import keras
 import numpy as np
 import pytest
-from conftest import write_npz
+from conftest import mark_run, write_npz
 
 from mentor.cli import main
 
@@ -92,8 +92,7 @@ def bad_inputs(tmp_path):
     Image.new("L", (8, 8)).save(one_class / "a.png")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    done = tmp_path / "done"
-    done.mkdir()
+    done = mark_run(tmp_path / "done")
     (done / "metrics.json").write_text("{}")
     train = ["train", "demo", "--set"]
     distill = ["train", "demo-distill", "--set"]
@@ -106,8 +105,7 @@ def bad_inputs(tmp_path):
 
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"PK\x03\x04 not a zip")
-    unfinished = tmp_path / "unfinished"
-    unfinished.mkdir()
+    unfinished = mark_run(tmp_path / "unfinished")
     (unfinished / "config.toml").write_text("# resolved from x\n\nrecipe = \"supervised\"\n")
     (unfinished / "checkpoints").mkdir()  # it saved something: there is a run to resume
     (unfinished / "checkpoints" / "epoch-0001.npz").write_bytes(b"")

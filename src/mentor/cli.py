@@ -38,14 +38,16 @@ line or the config is wrong (nothing was done).
 
 def _train(args):
     from mentor.config import load_config
+    from mentor.models import unsafe_loading
     from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path
 
     _join_processes(args)
     config, name = load_config(args.config, args.set + _runtime_overrides(args))
-    run_dir = RunDir(args.out or default_run_path(name))
+    run_dir = RunDir(args.out or default_run_path(name), resume_anyway=args.resume_anyway)
     print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
-    metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
+    with unsafe_loading(args.unsafe):
+        metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
     print_metrics(metrics, run_dir.path)
     return 0
 
@@ -76,6 +78,12 @@ def _add_runtime_flags(p):
                         "train.batch_size stays the global batch")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
                    help="compute precision (default float32); losses and softmaxes stay float32")
+    p.add_argument("--resume-anyway", action="store_true",
+                   help="resume an unfinished run in --out even though a data file or folder "
+                        "it trains on changed since it started (refused by default)")
+    p.add_argument("--unsafe", action="store_true",
+                   help="allow model files (a teacher, a starting model) that run code on load "
+                        "(Lambda layers); only for files you trust")
     p.add_argument("--strict", action="store_true",
                    help="refuse an image folder with a file that does not decode (default: "
                         "skip such files, name them in the log and count them in "
@@ -101,7 +109,7 @@ def _evaluate(args):
     from mentor.evaluate import evaluate_model, evaluate_run, model_and_run
 
     if args.json:  # refused now, not after minutes of evaluation whose result would be lost
-        _check_writable_file(args.json, "--json")
+        _check_output_file(args.json, "--json", [args.model, args.data])
     if os.path.isdir(args.model):  # a run: its models side by side
         metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size,
                                unsafe=args.unsafe)
@@ -125,13 +133,42 @@ def _evaluate(args):
     return 0
 
 
-def _check_writable_file(name, flag: str):
-    """Create the folders a result file goes into and check that it can be written there."""
+# Files a result (CSV, JSON) must never replace: models, images, data, configs.
+_NOT_A_RESULT = {".keras", ".h5", ".npz", ".npy", ".png", ".jpg", ".jpeg", ".bmp", ".gif",
+                 ".webp", ".tif", ".tiff", ".toml", ".onnx", ".tflite", ".pb", ".mat", ".gz",
+                 ".tar", ".bz2", ".zip", ".py"}
+
+
+def _check_output_file(name, flag: str, inputs=(), *, replaces: str = ""):
+    """Refuse a result file that would destroy something: one of this command's inputs
+    (the model, a run folder's files, an image or data file), an existing model, image or
+    data file, or a file inside a run folder of mentor's. Then create the folders it goes
+    into and check that it can be written there."""
+    from mentor.runs import TEMP_PREFIX, _source_path, owner_of
+
     path = pathlib.Path(name)
     if path.is_dir():
         raise MentorError(f"{flag} {path} is a directory; give a file name, e.g. "
                           f"{flag} {path / 'metrics.json'}.")
-    probe = path.with_name(path.name + ".partial")
+    for spec in inputs:
+        given = _source_path(str(spec)) if spec is not None else None
+        if given is None:
+            continue
+        if path.exists() and os.path.samefile(path, given):
+            raise MentorError(f"{flag} {path} is an input of this command: writing it would "
+                              "destroy it. Give another file name.")
+        if os.path.isdir(given) and path.exists() and \
+                pathlib.Path(given).resolve() in path.resolve().parents:
+            raise MentorError(f"{flag} {path} is a file of the input folder {given}: writing "
+                              "it would destroy it. Give a file name outside that folder.")
+    if path.exists() and path.suffix.lower() in _NOT_A_RESULT - {replaces}:
+        raise MentorError(f"{flag} {path} exists and is a {path.suffix} file, not a result "
+                          "mentor wrote: mentor will not overwrite it. Give another file name.")
+    run = owner_of(path)
+    if run is not None:
+        raise MentorError(f"{flag} {path} lies in {run}, a folder mentor writes itself; give "
+                          "a file name outside it.")
+    probe = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-probe")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe.write_text("")
@@ -145,14 +182,15 @@ def _check_writable_file(name, flag: str):
 
 
 def _write_file_atomically(name, text: str, flag: str):
-    """Write through FILE.partial and rename: an interrupted write leaves no half a file."""
+    """Write through a temporary file and rename: an interrupted write leaves no half a
+    file, and no file of the user's is touched on the way (runs.atomic_path)."""
+    from mentor.runs import atomic_path
+
     path = pathlib.Path(name)
-    partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_text(text)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            partial.write_text(text)
     except OSError as e:
-        partial.unlink(missing_ok=True)
         raise MentorError(f"cannot write {flag} {path} ({e.strerror or e}). Free some space "
                           "or give a path in a writable folder, and run again.") from None
 
@@ -201,7 +239,7 @@ def _predict(args):
     from mentor.models import load_model
     from mentor.predict import predict_images
 
-    _check_writable_file(args.out, "--out")
+    _check_output_file(args.out, "--out", [args.model, *args.images])
     model_file, run = model_and_run(args.model)
     model = load_model(model_file, safe_mode=not args.unsafe)
     text, summary = predict_images(model, args.images, batch_size=args.batch_size, run=run)
@@ -222,6 +260,10 @@ def _export(args):
 
     check_exportable(args.format, keras.backend.backend(), args.out)
     model_file, _ = model_and_run(args.model)
+    if args.format != "saved_model":
+        # an earlier export of the same format may be replaced, nothing else
+        _check_output_file(args.out, "--out", [args.model, model_file],
+                           replaces=pathlib.Path(args.out).suffix.lower())
     model = load_model(model_file, safe_mode=not args.unsafe)
     difference = export_model(model, args.format, args.out)
     check = ("not checked: no runtime for it is installed" if difference != difference
@@ -303,7 +345,9 @@ def _status(args):
             runs = {p: read_status(p) for p in sorted(root.iterdir()) if p.is_dir()}
             runs = {p: s for p, s in runs.items() if s}
         if not runs:
-            raise MentorError(f"{root} holds no mentor run (no config.toml or status.json).")
+            raise MentorError(f"{root} holds no mentor run (mentor marks each run folder it "
+                              "writes with .mentor-run.json); give a run directory (--out of a "
+                              "run) or a demo's folder.")
         for path, s in runs.items():
             state = s.get("state", "unknown")
             where = f", {s['stage']} epoch {s['epoch']}/{s['epochs']}" if "epoch" in s else ""
@@ -340,8 +384,12 @@ def _demo(args):
     unknown = [p for p in args.parts if p not in DEMO_PARTS]
     if unknown:
         raise UsageError(f"unknown demo part {unknown[0]!r}; parts: {', '.join(DEMO_PARTS)}.")
+    from mentor.models import unsafe_loading
+
     _join_processes(args)
-    run_demo(args.parts, list(args.set) + _runtime_overrides(args), args.out)
+    with unsafe_loading(args.unsafe):
+        run_demo(args.parts, list(args.set) + _runtime_overrides(args), args.out,
+                 resume_anyway=args.resume_anyway)
     return 0
 
 
@@ -502,7 +550,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`, a container's shutdown), raised where the run
+    is, so that it ends as Ctrl-C ends it: status "interrupted", temporary files removed,
+    the newest checkpoint kept for a resume."""
+
+
+def _on_sigterm(signum, frame):
+    if os.getpid() != _MAIN_PID:  # a worker process forked from this one: just go
+        os._exit(128 + signum)
+    raise Terminated()
+
+
+_MAIN_PID = os.getpid()
+
+
 def main(argv=None) -> int:
+    import signal
+    import threading
+
+    global _MAIN_PID
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)  # only the main thread may set signal handlers
+    _MAIN_PID = os.getpid()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv=None) -> int:
     try:
         check_backend()  # before anything imports Keras, whose own error is a traceback
         parser = build_parser()
@@ -514,6 +592,9 @@ def main(argv=None) -> int:
     except MentorError as e:
         print(f"mentor: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+    except Terminated:
+        print("mentor: terminated (SIGTERM); run the same command to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("mentor: interrupted", file=sys.stderr)
         return 130

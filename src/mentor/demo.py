@@ -62,17 +62,18 @@ def _eta(parts: list[str], done: dict[str, float]) -> str:
     return f"about {duration(speed * sum(left))} left"
 
 
-def run_demo(parts, overrides, out=None) -> dict:
+def run_demo(parts, overrides, out=None, *, resume_anyway: bool = False) -> dict:
     """Run the parts (default all) in order; returns part → metrics."""
     from mentor.config import load_config
     from mentor.recipes import get_recipe
-    from mentor.runs import RunDir, default_run_path
+    from mentor.runs import RunDir, claim, default_run_path
 
     root = pathlib.Path(out or default_run_path("demo"))
     parts = parts or list(DEMO_PARTS)
     unknown = [p for p in parts if p not in DEMO_PARTS]
     if unknown:
         raise MentorError(f"unknown demo part {unknown[0]!r}; parts: {', '.join(DEMO_PARTS)}.")
+    claim(root, "demo")  # its index.html and part folders go only into a folder of mentor's
     started, seconds, results, dirs = time.time(), {}, {}, {}
     for i, part in enumerate(parts, 1):
         preset, what, _ = DEMO_PARTS[part]
@@ -80,7 +81,7 @@ def run_demo(parts, overrides, out=None) -> dict:
         if part in ("consistency", "distill") and "supervised" in dirs:
             part_overrides.append(f"teacher.path={dirs['supervised']}")
         config, _ = load_config(preset, part_overrides)
-        run_dir = RunDir(root / part)
+        run_dir = RunDir(root / part, resume_anyway=resume_anyway)
         print(f"\n[{i}/{len(parts)}] {part}: {what} → {run_dir.path}"
               f" ({_eta(parts, seconds) or 'last part'})", flush=True)
         part_start = time.time()

@@ -222,7 +222,7 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
                   file=sys.stderr)
             continue
         models[name], data = model, data if data is not None else prepared
-    run = RunDir(out or default_run_path("robustness"))  # only once the inputs are sound
+    run = RunDir(out or default_run_path("robustness"), kind="robustness")  # inputs sound
     data = subset(data, max_images, seed)
     results = sweep(models, data, corruptions=list(corruptions) or None,
                     severities=tuple(severities), seed=seed, cifar10c_dir=cifar10c)

@@ -13,6 +13,13 @@
     report.html    metrics and figures
     metrics.json   one flat object of named numbers; written last, so it exists only for
                    completed runs
+    .mentor-run.json  the mark that this folder is mentor's, written before anything else:
+                   what kind of folder it is, the data it started from, and the files that
+                   mentor may delete again (its rotated checkpoints)
+
+mentor writes only into a folder that is new, empty or marked as its own, and deletes only
+files its mark lists: a user's folder given as --out by mistake is refused, not overwritten.
+Temporary files get names no user file has (`.mentor-tmp-…`) and are removed on any failure.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import math
 import os
 import pathlib
+import secrets
 import shlex
 import shutil
 import socket
@@ -40,7 +48,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from mentor.config import dumps
-from mentor.errors import MentorError
+from mentor.errors import MentorError, UsageError
 from mentor.runtime import barrier, from_process_0, writes
 
 
@@ -55,17 +63,18 @@ def default_run_path(name: str, root: str = "runs") -> pathlib.Path:
 
 
 class RunDir:
-    def __init__(self, path):
+    def __init__(self, path, *, kind: str = "run", resume_anyway: bool = False):
         self.path = pathlib.Path(path)
+        self.resume_anyway = resume_anyway
+        claim(self.path, kind)
         if (self.path / "metrics.json").exists():
             raise MentorError(
                 f"{self.path} already holds a completed run (metrics.json). Choose another "
                 "--out, or delete that directory to run again."
             )
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
             if writes():  # the others of a multi-process job only read it
-                probe = self.path / ".write-test"
+                probe = self.path / f"{TEMP_PREFIX}{os.getpid()}-write-test"
                 probe.write_text("ok")
                 probe.unlink()
         except OSError as e:
@@ -133,13 +142,37 @@ class RunDir:
                     f"{self.path} holds an unfinished run with another config "
                     "(config.toml): resume it with the same config and overrides, or choose "
                     "another --out.")
+            self._check_same_data(tomllib.loads(body))
             self.resumed = True
             print(f"mentor: {self.path} holds an unfinished run with this config: resuming it",
                   flush=True)
             self.mark("running")
             return
         _atomic_write(self.file("config.toml"), header + body)
+        update_mark(self.path, data=data_fingerprints(tomllib.loads(body)))
         self.mark("running")
+
+    def _check_same_data(self, values: dict):
+        """A resume trains on with what the run started from: a data file or folder that
+        changed since (replaced in place, images added or removed) would leave a model
+        trained on two data sets, reported as one."""
+        recorded = read_mark(self.path).get("data", {})
+        now = data_fingerprints(values)
+        changed = [key for key in recorded if recorded[key] != now.get(key)]
+        if not changed:
+            return
+        key = changed[0]
+        what = f"{key} = {recorded[key].get('path')!r}"
+        if self.resume_anyway:
+            print(f"mentor: warning: {what} changed since this run started; resuming anyway "
+                  "(--resume-anyway): its model has seen both versions", file=sys.stderr,
+                  flush=True)
+            return
+        raise NotOurs(
+            f"{what} changed since the unfinished run in {self.path} started (its size, "
+            "contents or listing differ): resuming would train one model on two data sets. "
+            "Choose another --out to start afresh, restore the data, or pass "
+            "--resume-anyway to resume all the same.")
 
     def mark(self, state: str, **info):
         mark(self.path, state, **info)
@@ -193,10 +226,8 @@ class RunDir:
             with tempfile.TemporaryDirectory() as scratch:
                 model.save(os.path.join(scratch, name))
             return
-        tmp = self.file(name.replace(".keras", ".partial.keras"))
-        with disk_errors(tmp):
+        with atomic_path(final) as tmp:
             model.save(tmp)
-        os.replace(tmp, final)
 
     def write_metrics(self, metrics: dict) -> pathlib.Path:
         for key, value in metrics.items():
@@ -248,6 +279,8 @@ def read_status(path) -> dict:
     whose process is gone from this machine (killed, pre-empted, powered off). A completed
     run (metrics.json) is "completed" whatever status.json says."""
     path = pathlib.Path(path)
+    if read_mark(path).get("kind") not in ("run", "robustness"):
+        return {}  # not a run of mentor's (a demo's folder of runs, or someone else's)
     try:
         status = json.loads((path / "status.json").read_text())
         if not isinstance(status, dict):
@@ -343,7 +376,198 @@ def mark(run_path, state: str, **info):
 
 
 def _atomic_write(path: pathlib.Path, text: str):
-    tmp = path.with_name(path.name + ".partial")
-    with disk_errors(tmp):
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(final):
+    """A temporary path beside `final` to write to: on success it replaces `final`
+    (renamed, so a reader sees the old file or the whole new one); on any failure,
+    Ctrl-C and SIGTERM included, it is removed. Its name is hidden and holds mentor's
+    prefix, the process and a random part, so it can never be a user's file; it ends
+    with `final`'s name, whose suffix tells Keras and NumPy the format. A full disk
+    becomes one plain message (disk_errors)."""
+    final = pathlib.Path(final)
+    tmp = final.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{final.name}")
+    try:
+        with disk_errors(tmp):
+            yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+TEMP_PREFIX = ".mentor-tmp-"
+MARK = ".mentor-run.json"
+KINDS = {"run": "a training run", "robustness": "a robustness evaluation",
+         "demo": "a demo (a folder of runs)"}
+
+
+def claim(path, kind: str = "run") -> pathlib.Path:
+    """Make `path` a folder of mentor's, or refuse it: a new folder is created and an empty
+    one taken, each marked (MARK) before anything is written in it; a marked one of the same
+    kind is mentor's already. Anything else holds someone's files, which a run would
+    overwrite: refused, naming the folder and what to do."""
+    path = pathlib.Path(path)
+    mark_file = path / MARK
+    if mark_file.is_file():
+        found = read_mark(path).get("kind", "run")
+        if found != kind:
+            raise UsageError(
+                f"{path} holds {KINDS.get(found, found)} of mentor's, not "
+                f"{KINDS.get(kind, kind)}; give --out a new folder.")
+        return path
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file, not a folder; give --out a new or empty folder.")
+    try:
+        entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    except OSError as e:
+        raise UsageError(f"cannot read {path} ({e.strerror or e}); give --out a new folder "
+                          "in a place you can write.") from None
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3
+                                          else "")
+        raise UsageError(
+            f"{path} holds files that are not a mentor run ({shown}): mentor writes only into "
+            f"a new folder, an empty one, or one it has marked as its own ({MARK}), so that "
+            "nothing of yours is overwritten. Give --out a new folder name (it is created).")
+    if writes():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            # Exclusive create, and first: a second process sees an empty folder or a
+            # marked one, never one with a stray file in it.
+            with open(mark_file, "x") as f:
+                json.dump({"mentor": 1, "kind": kind, "created": _now(), "files": []}, f)
+        except FileExistsError:
+            pass  # another process of the same job marked it a moment ago
+        except OSError as e:
+            raise UsageError(
+                f"cannot write the run directory {path} ({e.strerror or e}). "
+                "Pass --out with a writable directory.") from None
+    return path
+
+
+def read_mark(path) -> dict:
+    """The folder's mark ({} where there is none, or none that reads as one)."""
+    try:
+        mark_ = json.loads((pathlib.Path(path) / MARK).read_text())
+    except (OSError, ValueError):
+        return {}
+    return mark_ if isinstance(mark_, dict) else {"kind": "run"}
+
+
+def update_mark(path, **values):
+    """Add to the mark of a folder of mentor's (process 0 of a job writes it)."""
+    if not writes():
+        return
+    mark_ = read_mark(path)
+    mark_.update(values)
+    _atomic_write(pathlib.Path(path) / MARK, json.dumps(mark_, indent=1) + "\n")
+
+
+def owner_of(file) -> pathlib.Path | None:
+    """The marked folder of mentor's that `file` lies in (the nearest), or None."""
+    for folder in pathlib.Path(os.path.abspath(file)).parents:
+        if (folder / MARK).is_file():
+            return folder
+    return None
+
+
+def record_written(file):
+    """List `file` in its run folder's mark: a file mentor may delete again later."""
+    root = owner_of(file)
+    if root is None:
+        return
+    name = os.path.relpath(os.path.abspath(file), root)
+    files = read_mark(root).get("files", [])
+    if name not in files:
+        update_mark(root, files=[*files, name])
+
+
+def forget_written(file):
+    root = owner_of(file)
+    if root is None:
+        return
+    name = os.path.relpath(os.path.abspath(file), root)
+    update_mark(root, files=[f for f in read_mark(root).get("files", []) if f != name])
+
+
+def written_by_mentor(file) -> bool:
+    root = owner_of(file)
+    return root is not None and os.path.relpath(os.path.abspath(file), root) in \
+        read_mark(root).get("files", [])
+
+
+def data_fingerprints(values: dict) -> dict:
+    """Each data source of a config that is a file or folder on disk (data.train, a
+    target's, a teacher's file…), as {key: fingerprint}: what a resume compares."""
+    found = {}
+
+    def walk(section, prefix):
+        for key, value in section.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, dotted + ".")
+            elif isinstance(value, str) and prefix.split(".")[0] in _DATA_SECTIONS:
+                target = _source_path(value)
+                if target is not None:
+                    found[dotted] = fingerprint(target)
+
+    walk(values, "")
+    return found
+
+
+_DATA_SECTIONS = {"data", "target", "teacher", "model", "source"}
+
+
+def _source_path(spec: str) -> str | None:
+    """The file or folder a source spec reads (`folder:X`, `list:X.csv`, `X.npz?k=v`, a
+    model file), or None for what is not on disk (downloads, embedded data, names)."""
+    path = spec.split("?", 1)[0]
+    head, _, rest = path.partition(":")
+    if rest and head in ("folder", "list", "npz", "file"):
+        path = rest
+    if not path or len(path) > 4096:
+        return None
+    try:
+        return path if os.path.exists(path) else None
+    except (OSError, ValueError):
+        return None
+
+
+_HEAD = 1 << 20  # bytes hashed at each end of a file: cheap at any size
+
+
+def fingerprint(path: str) -> dict:
+    """What identifies a data source's contents without reading it whole: a file's size and
+    a hash of its first and last MiB (a file replaced in place by other images differs
+    there); a folder's hash of every file's relative name, size and modification time."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    if os.path.isdir(path):
+        count = 0
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                with contextlib.suppress(OSError):
+                    st = os.stat(full)
+                    digest.update(f"{os.path.relpath(full, path)}\0{st.st_size}\0"
+                                  f"{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+                    count += 1
+        return {"path": path, "files": count, "sha256": digest.hexdigest()}
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        digest.update(f.read(_HEAD))
+        if size > _HEAD:
+            f.seek(max(_HEAD, size - _HEAD))
+            digest.update(f.read(_HEAD))
+    return {"path": path, "bytes": size, "sha256": digest.hexdigest()}
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")

@@ -4,13 +4,14 @@ state) as one atomic .npz per checkpoint, and the callback that writes them."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import keras
 import numpy as np
 
 from mentor.errors import MentorError
-from mentor.runs import disk_errors
+from mentor.runs import atomic_path, forget_written, record_written, written_by_mentor
 from mentor.runtime import writes
 
 
@@ -31,13 +32,11 @@ def save_state(trainer: keras.Model, path, *, epoch: int, exclude=()):
     arrays.update({f"opt{i}": np.asarray(keras.ops.convert_to_numpy(v))
                    for i, v in enumerate(trainer.optimizer.variables)})
     arrays["epoch"] = np.asarray(epoch)
-    path = str(path)
-    tmp = path[:-len(".npz")] + ".partial.npz"
-    with disk_errors(tmp), open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    record_written(path)  # listed in the run's mark: the rotation may delete it later
 
 
 def state_bytes(trainer: keras.Model, exclude=()) -> int:
@@ -77,12 +76,14 @@ def load_state(trainer: keras.Model, path, *, exclude=()) -> int:
     return int(state["epoch"])
 
 
+_CHECKPOINT = re.compile(r"epoch-\d{4,}\.npz")  # exactly save_state's names, no look-alike
+
+
 def checkpoint_files(directory) -> list:
     """Complete checkpoints in `directory`, oldest first."""
     if not os.path.isdir(str(directory)):
         return []
-    names = sorted(f for f in os.listdir(str(directory))
-                   if f.startswith("epoch-") and f.endswith(".npz") and ".partial." not in f)
+    names = sorted(f for f in os.listdir(str(directory)) if _CHECKPOINT.fullmatch(f))
     return [os.path.join(str(directory), f) for f in names]
 
 
@@ -128,5 +129,9 @@ class Checkpoints(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         save_state(self.model, os.path.join(self.directory, f"epoch-{epoch + 1:04d}.npz"),
                    epoch=epoch + 1, exclude=self.exclude)
+        # Only checkpoints the run's mark lists go: a file that merely looks like one (a
+        # user's copy) is never deleted.
         for old in checkpoint_files(self.directory)[:-self.keep]:
-            os.remove(old)
+            if written_by_mentor(old):
+                os.remove(old)
+                forget_written(old)

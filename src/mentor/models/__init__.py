@@ -6,6 +6,8 @@ registers mentor's custom layers (StdConv2D) with Keras, which loading needs. On
 backend both give models whose convolutions and batch norms run fused (fast_torch.py).
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import inspect
 import os
@@ -115,8 +117,25 @@ def count_params(model, *, trainable_only=False):
     return int(sum(np.prod(w.shape) for w in weights))
 
 
+# `mentor train --unsafe` and `mentor demo --unsafe`: every model file the command loads (a
+# teacher, a starting point) may run code. A context variable rather than a flag threaded
+# through every recipe, so that no loader of the run can miss it.
+_unsafe = contextvars.ContextVar("unsafe_loading", default=False)
+
+
+@contextlib.contextmanager
+def unsafe_loading(allowed: bool = True):
+    """Within the block, load_model lets files run code on load (Lambda layers)."""
+    token = _unsafe.set(bool(allowed))
+    try:
+        yield
+    finally:
+        _unsafe.reset(token)
+
+
 def load_model(path, *, safe_mode=True):
     """Reload a `.keras` model saved by mentor (or any Keras model without Lambda layers)."""
+    safe_mode = safe_mode and not _unsafe.get()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MentorError(f"no such model file: {path}")
