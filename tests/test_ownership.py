@@ -243,6 +243,9 @@ def test_a_resume_after_the_training_data_changed_is_refused_unless_asked(tmp_pa
     anyway = RunDir(tmp_path / "run", resume_anyway=True)
     anyway.write_config(values, "test")
     assert anyway.resumed and "resuming anyway" in capsys.readouterr().err
+    anyway.write_metrics({"recipe": "supervised"})  # its numbers say what they come from
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["warning_data_changed_on_resume"] == "data.train"
 
 
 def test_a_folder_fingerprint_sees_a_file_added_or_removed(tmp_path):

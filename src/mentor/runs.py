@@ -167,6 +167,9 @@ class RunDir:
             print(f"mentor: warning: {what} changed since this run started; resuming anyway "
                   "(--resume-anyway): its model has seen both versions", file=sys.stderr,
                   flush=True)
+            # metrics.json says so too: its numbers come from a model of two data sets
+            update_mark(self.path, data_changed=sorted(set(
+                read_mark(self.path).get("data_changed", [])) | set(changed)))
             return
         raise NotOurs(
             f"{what} changed since the unfinished run in {self.path} started (its size, "
@@ -234,6 +237,9 @@ class RunDir:
             if isinstance(value, float) and not math.isfinite(value):
                 raise MentorError(f"metric {key} is {value}; refusing to record a broken run.")
         metrics.update(self.runtime)
+        changed = read_mark(self.path).get("data_changed")
+        if changed:
+            metrics["warning_data_changed_on_resume"] = ", ".join(changed)
         if writes():
             _atomic_write(self.file("metrics.json"), json.dumps(metrics, indent=2) + "\n")
         self.mark("completed")
