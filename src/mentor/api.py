@@ -9,7 +9,8 @@
 values or a config object. `model` and `teacher` take a `keras.Model` (raw 0..255 pixels in,
 class scores out; see model.input_scale and teacher.input_scale for other pixels); each data
 role takes `(x, y)` arrays, an `ImageSet` or a source string. The run directory is the one
-the command line writes. `model` is trained in place.
+the command line writes. `model` is trained in place. `set` takes "key=value" strings, as
+`--set` does (one string is one override).
 
 `callbacks` (keras.callbacks.Callback objects) join the fit of every training stage of the
 run, after mentor's own: a teacher trained in the run, the model (the student) and a
@@ -28,6 +29,7 @@ taken).
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 
 import keras
@@ -42,7 +44,7 @@ from mentor.config import (
     to_dict,
 )
 from mentor.data.imageset import ImageSet
-from mentor.errors import MentorError
+from mentor.errors import MentorError, UsageError
 from mentor.objects import DATA_PREFIX, MODEL_PREFIX, register
 
 
@@ -69,12 +71,42 @@ def as_source(data, role: str) -> str:
 def _values(config) -> tuple[dict, str]:
     if isinstance(config, dict):
         return dict(config), config.get("recipe", "config")
-    if dataclasses.is_dataclass(config):
+    if isinstance(config, tuple(RECIPES.values())):
         return to_dict(config), config.recipe
+    if isinstance(config, os.PathLike):
+        config = os.fspath(config)
+    if not isinstance(config, str):
+        raise UsageError(
+            "config takes a recipe name (" + ", ".join(RECIPES) + "), a preset name, a TOML "
+            "path, a dict of config values or a config object (mentor.config."
+            f"SupervisedConfig(), …), got {_kind(config)}.")
     if config in RECIPES:
         return {"recipe": config}, config
     values, name, _ = read_toml(config)
     return values, name
+
+
+def _kind(value) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__name__} (call it for a config object)"
+    return f"{type(value).__name__} {value!r}"[:120]
+
+
+def _overrides(overrides) -> list[str]:
+    """`set` as a list of "key=value" strings; one string is one override, as --set takes."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return [overrides]
+    if isinstance(overrides, (list, tuple)):
+        for item in overrides:
+            if not isinstance(item, str):
+                raise UsageError(
+                    f"set takes \"key=value\" strings, e.g. set=[\"train.epochs=3\"]; one of "
+                    f"them is {_kind(item)}.")
+        return list(overrides)
+    raise UsageError(f"set takes a list of \"key=value\" strings, e.g. "
+                     f"set=[\"train.epochs=3\"], got {_kind(overrides)}.")
 
 
 def run(config, out=None, *, model=None, teacher=None, train=None, test=None, target=None,
@@ -86,6 +118,16 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     from mentor.runs import RunDir, default_run_path
 
     values, default_name = _values(config)
+    overrides = _overrides(set)
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise UsageError(f"out takes a folder path (str or pathlib.Path), got {_kind(out)}.")
+    if name is not None and not isinstance(name, str):
+        raise UsageError(f"name takes a string, got {_kind(name)}.")
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise UsageError(f"callbacks takes a list of keras.callbacks.Callback objects, got "
+                         f"{_kind(callbacks)}.")
     if model is not None:
         if not isinstance(model, keras.Model):
             raise MentorError(f"model takes a keras.Model, got {type(model).__name__}.")
@@ -102,7 +144,7 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
         if not isinstance(callback, keras.callbacks.Callback):
             raise MentorError(f"callbacks takes keras.callbacks.Callback objects, got "
                               f"{type(callback).__name__}.")
-    config = from_dict(apply_overrides(values, list(set)))
+    config = from_dict(apply_overrides(values, overrides))
     name = name or default_name
     run_dir = RunDir(out or default_run_path(name))
     with user_callbacks(callbacks):

@@ -28,10 +28,18 @@ TRAINED = {"supervised": "model.keras", "adamatch": "model.keras",
            "consistency": "student.keras", "distill": "student.keras"}
 
 
+def run_config(path):
+    """The config of the run in `path`, read for using its saved models: Python objects it
+    names (a model or arrays given to mentor.api) are not needed, and not looked up."""
+    from mentor.config import load_config
+    from mentor.objects import unresolved
+
+    with unresolved():
+        return load_config(str(pathlib.Path(path) / "config.toml"))[0]
+
+
 def finished_run(path) -> tuple[pathlib.Path, object]:
     """A completed run directory and its config, or a MentorError saying why not."""
-    from mentor.config import load_config
-
     path = pathlib.Path(path)
     if not (path / "config.toml").is_file():
         raise MentorError(f"{path} has no config.toml: give a mentor run directory or a "
@@ -40,8 +48,7 @@ def finished_run(path) -> tuple[pathlib.Path, object]:
         raise MentorError(f"{path} holds no finished run (no metrics.json yet): `mentor status "
                           f"{path}` says where it stands; resume it with the same `mentor "
                           "train` command and --out, or give one of its .keras files.")
-    config, _ = load_config(str(path / "config.toml"))
-    return path, config
+    return path, run_config(path)
 
 
 def run_models(path) -> tuple[pathlib.Path, object, dict]:
@@ -122,9 +129,10 @@ def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bo
     labels-only student on another data source, under metrics.json's keys and the run's own
     test view. Why: 2000 test images leave ±0.01 of sampling noise on each accuracy, as much
     as the effects the recipe is judged by; a larger test set tells them apart."""
-    from mentor.config import DistillConfig, load_config
+    from mentor.config import DistillConfig
     from mentor.data.sources import load_source
     from mentor.models import load_model
+    from mentor.objects import MODEL_PREFIX
     from mentor.overlap import record_overlap
     from mentor.recipes.distill import (
         compare,
@@ -139,7 +147,7 @@ def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bo
     if not (path / "config.toml").is_file():
         raise MentorError(f"{path} has no config.toml: give a mentor run directory or a "
                           ".keras file.")
-    config, _ = load_config(str(path / "config.toml"))
+    config = run_config(path)
     if not isinstance(config, DistillConfig):
         models = sorted(p.name for p in path.glob("*.keras")) or ["none yet"]
         raise MentorError(f"{path} is not a distill run; evaluate one of its models instead "
@@ -150,6 +158,10 @@ def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bo
     teacher_path = path / "teacher.keras"
     if not teacher_path.is_file() and config.teacher.path:  # the run loaded its teacher
         teacher_path = teacher_file(config.teacher.path)
+    if not teacher_path.is_file() and config.teacher.path.startswith(MODEL_PREFIX):
+        raise MentorError(f"the teacher of {path} was a keras.Model given from Python, which "
+                          "the run does not save: evaluate the student alone (`mentor "
+                          f"evaluate {path / 'student.keras'} --data ...`).")
     if not teacher_path.is_file():
         raise MentorError(f"the teacher of {path} is gone: neither {path}/teacher.keras nor "
                           f"its teacher.path {config.teacher.path!r} exists.")

@@ -181,9 +181,9 @@ def check_spec(name, options, weights="", input_scale="raw"):
         check_preset(name[len("keras_hub:"):])
         return
     if name.startswith("object:"):  # a keras.Model given from Python (mentor.api)
-        from mentor.objects import lookup
+        from mentor.objects import check
 
-        lookup(name)
+        check(name)
         if options:
             raise MentorError(f"{name} is a keras.Model given from Python: it takes no options.")
         return
