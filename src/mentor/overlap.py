@@ -1,12 +1,14 @@
 """Test images that a run trained on: evaluating a run on its own training images reports
 memorisation, not accuracy, and nothing in the numbers shows it. Counted by hashing each
 image's bytes after both sets are prepared to the same shape (identical pixels, not similar
-ones: cheap, and free of false alarms)."""
+ones: cheap, and free of false alarms); two streamed sets, which are never decoded whole,
+by file identity instead (the same file, under any path or link)."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import pathlib
 import sys
 
@@ -29,6 +31,46 @@ def count_overlap(seen, test) -> int:
     `seen` an array or a list of arrays and `ImageFiles`)."""
     known = {d for part in (seen if isinstance(seen, list) else [seen]) for d in _digests(part)}
     return sum(d in known for d in _digests(test))
+
+
+def _identity(path):
+    """(device, inode) of a file: the same under any path or link (its real path where it
+    cannot be read)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return info.st_dev, info.st_ino
+
+
+def test_in_train(train, val, test) -> int:
+    """How many images of `test` a run trains on (`train`, and `val`, which it selects
+    with): the same pixels where every set is in memory (hashing them is cheap), else the
+    same files where every set came from files (a streamed set is never decoded whole),
+    else the same pixels, decoding what is streamed a chunk at a time."""
+    from mentor.data.files import ImageFiles
+
+    parts = [part for part in (train, val) if part is not None]
+    in_memory = not any(isinstance(part.x, ImageFiles) for part in [*parts, test])
+    files = [part.source_files() for part in [*parts, test]]
+    if not in_memory and all(f is not None for f in files):
+        known = {_identity(path) for part in files[:-1] for path in part}
+        return sum(_identity(path) in known for path in files[-1])
+    return count_overlap([part.x for part in parts], test.x)
+
+
+def warn_test_in_train(train, val, test, test_spec: str, train_spec: str) -> int:
+    """Count the test images the run trains on and, when there are any, say so loudly: the
+    run goes on (a deliberate check on training images is allowed), but its test accuracy
+    is not one, and the log, metrics.json and report.html say so (finish_run)."""
+    overlap = test_in_train(train, val, test)
+    if overlap:
+        print(f"mentor: warning: {overlap} of {len(test)} test images (data.test = {test_spec}) "
+              f"are also training images (data.train = {train_spec}); the test accuracy of "
+              "this run measures memorisation, not generalisation. Name a test set that "
+              "shares no image with data.train, or leave data.test empty to split one off.",
+              file=sys.stderr, flush=True)
+    return overlap
 
 
 @functools.lru_cache(maxsize=2)  # predict asks for class names, then the images

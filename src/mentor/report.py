@@ -137,9 +137,11 @@ def sample_grid(views, path, *, n=8, title=None):
 
 
 def write_report(path, title: str, metrics: dict, figures: list[tuple[str, str]],
-                 config_text: str = "", notes: list[str] = ()) -> pathlib.Path:
-    """A self-contained page: the verdict sentence, the metrics table (formatted by kind),
-    what each metric means, the figures (relative paths), notes, the config."""
+                 config_text: str = "", notes: list[str] = (),
+                 warnings: list[str] = ()) -> pathlib.Path:
+    """A self-contained page: warnings about the data (above all: they qualify every
+    number below), the verdict sentence, the metrics table (formatted by kind), what each
+    metric means, the figures (relative paths), notes, the config."""
     from mentor.console import format_value
     from mentor.verdict import glossary, verdict
 
@@ -154,6 +156,7 @@ def write_report(path, title: str, metrics: dict, figures: list[tuple[str, str]]
     said = verdict(metrics)
     lead = f'<p class="verdict">{html.escape(said)}</p>' if said else ""
     extra = "".join(f"<p class=\"note\">{html.escape(n)}</p>" for n in notes)
+    alarms = "".join(f"<p class=\"warning\">Warning: {html.escape(w)}</p>" for w in warnings)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -162,6 +165,8 @@ body {{ font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto;
 .verdict {{ font-size: 1.25rem; background: #eef5fb; border-left: 4px solid #1f77b4;
             padding: .8rem 1rem; }}
 .note {{ color: #555; }}
+.warning {{ font-size: 1.1rem; background: #fdecea; border-left: 4px solid #c62828;
+            padding: .8rem 1rem; }}
 table {{ border-collapse: collapse; }} td {{ padding: .2rem .8rem; border-bottom: 1px solid #ddd; }}
 td:last-child {{ text-align: right; font-variant-numeric: tabular-nums; }}
 dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; font-size: .92rem; }}
@@ -170,7 +175,7 @@ img {{ max-width: 100%; }} figure {{ margin: 1.5rem 0; }} figcaption {{ color: #
 pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-{lead}{extra}
+{alarms}{lead}{extra}
 <h2>Metrics</h2><table>{rows}</table>
 <h2>What the numbers mean</h2><dl>{terms}</dl>
 <h2>Figures</h2>{figs}

@@ -28,7 +28,18 @@ def start_run(config, out, name: str):
     train, val, test = load_splits(config.data, config.seed)
     print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
           f"of {train.image_shape}, {train.num_classes} classes", flush=True)
+    run_dir.test_in_train = _test_in_train(config.data, train, val, test)
     return run_dir, train, val, test
+
+
+def _test_in_train(data_config, train, val, test) -> int:
+    """Test images the run trains on; only a named test source can hold any (a split one
+    is other rows of the same set)."""
+    from mentor.overlap import warn_test_in_train
+
+    if not data_config.test:
+        return 0
+    return warn_test_in_train(train, val, test, data_config.test, data_config.train)
 
 
 def build_for(model_config, data: ImageSet, image_size: int = 0, *,
@@ -48,7 +59,8 @@ def build_for(model_config, data: ImageSet, image_size: int = 0, *,
         raise UsageError(
             f"[{key}] {model_config.name} with options {model_config.options} cannot be "
             f"built for {size}×{size}×{data.image_shape[2]} images: {error}. Change "
-            f"{key}.options or {key}.name.") from None
+            f"{key}.options or {key}.name, or bring the images to a size it takes with "
+            f"data.image_size (e.g. data.image_size = 32).") from None
 
 
 def preflight(config, train: ImageSet, image_size: int = 0):
@@ -118,8 +130,18 @@ def check_model_matches(model: keras.Model, data: ImageSet):
 
 
 def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float:
+    """Top-1 accuracy over the images of `data` that could be read: a file-backed image
+    that fails to decode counts neither as a hit nor in the count (files.scored_rows)."""
+    from mentor.data.files import BadImages, scored_rows, unscored
+
     logits = predict(model, data.x, batch_size)
-    return float(np.mean(np.argmax(logits, axis=-1) == data.y))
+    scored = scored_rows(data.x)
+    if not scored.all():
+        BadImages.note_unscored(data.name, unscored(data.x))
+    if not scored.any():
+        raise MentorError(f"{data.name}: none of its {len(data)} images can be read (e.g. "
+                          f"{unscored(data.x)[0][0]}); restore the files.")
+    return float(np.mean((np.argmax(logits, axis=-1) == data.y)[scored]))
 
 
 def history_figures(run_dir, stages) -> list[tuple[str, str]]:
@@ -154,9 +176,21 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) ->
     if skipped:  # files of image folders that did not decode (the log named them)
         metrics["skipped_images"] = len(skipped)
         metrics["skipped_files"] = [f for f, _ in skipped[:10]]
+    warnings = []
+    if BadImages.unscored:  # test or validation files left out of the accuracies
+        metrics["unscored_images"] = len(BadImages.unscored)
+        metrics["unscored_files"] = list(BadImages.unscored)[:10]
+        warnings.append(f"{len(BadImages.unscored)} test or validation images could not be "
+                        "read and are left out of the accuracies (unscored_files).")
+    overlap = getattr(run_dir, "test_in_train", 0)
+    if overlap:
+        metrics["warning_test_in_train"] = overlap
+        warnings.append(f"{overlap} test images are also training images (data.test = "
+                        f"{config.data.test}, data.train = {config.data.train}): the test "
+                        "accuracy measures memorisation, not generalisation.")
     metrics["seconds"] = round(time.time() - run_dir.started, 1)
     shown = {k: v for k, v in metrics.items() if "/" not in k}
     write_report(run_dir.file("report.html"), title, shown, figures, dumps(to_dict(config)),
-                 notes=notes)
+                 notes=notes, warnings=warnings)
     run_dir.write_metrics(metrics)
     return metrics

@@ -20,12 +20,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from mentor.data.imageset import float_scale
 from mentor.data.memory import check_fits_in_memory
 from mentor.data.resize import resize_and_pad_one, to_channels
 from mentor.errors import MentorError
@@ -33,15 +35,39 @@ from mentor.errors import MentorError
 _GRAY_MODES = ("1", "L", "LA")  # 8-bit gray PIL modes; 16-bit ones ("I…") are rescaled
 _UINT16_TO_UINT8 = 257  # 65535 / 255
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_FILE_KINDS = {stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket",
+               stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+               stat.S_ISDIR: "a folder"}
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file of stat mode `mode` is, when it is not a regular file; else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS.items() if test(mode)), "not a file")
+
+
+def open_regular(file):
+    """`file` opened for reading in binary, refused (OSError) unless it is a regular file.
+
+    Opened without blocking and checked on the open descriptor: a named pipe, which would
+    block a reader until some writer comes (forever, in a training loop), is refused at
+    once, even one swapped in for an image after the folder was listed."""
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    kind = not_regular(os.fstat(fd).st_mode)
+    if kind:
+        os.close(fd)
+        raise OSError(f"not a regular file but {kind}; list image files only")
+    return os.fdopen(fd, "rb")
 
 
 def decode_image(file, image_size: int | None) -> np.ndarray:
     """H×W×1 for gray images, H×W×3 otherwise; fitted into image_size² when given."""
     try:
-        with Image.open(file) as img:
+        with open_regular(file) as f, Image.open(f) as img:
             if image_size:
                 img.draft(img.mode, (image_size, image_size))  # JPEG: decode at reduced scale
-            img = _as_l_or_rgb(img)
+            img = _as_l_or_rgb(img, file)
     except _DECODE_ERRORS as e:
         raise MentorError(f"cannot decode the image {file} ({e}); remove or replace it.") from e
     if image_size:
@@ -50,7 +76,14 @@ def decode_image(file, image_size: int | None) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def _as_l_or_rgb(img: Image.Image) -> Image.Image:
+def _as_l_or_rgb(img: Image.Image, file) -> Image.Image:
+    if img.mode == "F":  # 32-bit float gray (TIFF): its range says 0..1 or 0..255
+        pixels = np.asarray(img, np.float64)
+        if not np.isfinite(pixels).all():
+            raise MentorError(f"the image {file} has NaN or infinite pixels; replace it.")
+        scale = float_scale(float(pixels.min(initial=0)), float(pixels.max(initial=0)),
+                            f"the image {file}")
+        return Image.fromarray(np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8), "L")
     if img.mode.startswith("I"):  # 16-bit gray: PIL's convert("L") would clip, not scale
         scaled = np.asarray(img, np.float64) / _UINT16_TO_UINT8
         return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
@@ -68,10 +101,14 @@ def available_cores() -> int:
 def why_bad(file, error: Exception) -> str:
     """Why a file did not decode, in a few words for the log."""
     try:
-        if os.path.getsize(file) == 0:
-            return "empty file"
+        info = os.stat(file)
     except OSError:
         return "missing file"
+    kind = not_regular(info.st_mode)
+    if kind:
+        return f"not a regular file but {kind}"
+    if info.st_size == 0:
+        return "empty file"
     cause = error.__cause__ if error.__cause__ is not None else error
     return f"{type(cause).__name__}: {cause}" if cause is not error else str(error)
 
@@ -79,8 +116,9 @@ def why_bad(file, error: Exception) -> str:
 def _header(file: str):
     """(width, height, gray) from the header alone, or the exception that says why not."""
     try:
-        with Image.open(file) as img:
-            return img.size[0], img.size[1], img.mode in _GRAY_MODES or img.mode.startswith("I")
+        with open_regular(file) as f, Image.open(f) as img:
+            gray = img.mode in _GRAY_MODES or img.mode.startswith("I") or img.mode == "F"
+            return img.size[0], img.size[1], gray
     except _DECODE_ERRORS as e:
         return e
 
@@ -114,14 +152,21 @@ class ImageFiles:
     `strict` refuses a file that fails to decode at batch time; otherwise it is replaced
     within its batch and its name appended to `late_log` (one line per file, from any
     worker process: appends of one short line are atomic).
+
+    A replaced image keeps its own row's label, so it must never be scored: every decode
+    in this process also keeps, in `unreadable` (shared by the sets taken or resized from
+    this one), the files whose latest decode failed, and scores leave their rows out
+    (`scored_rows`). Worker processes decode copies: what they meet is training, replaced.
     """
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
     def __init__(self, paths, size: int | tuple[int, int], channels: int, *,
-                 strict: bool = False, late_log: str | None = None, name: str = "files"):
+                 strict: bool = False, late_log: str | None = None, name: str = "files",
+                 unreadable: dict | None = None):
         self.paths = np.asarray(paths, dtype=object)
+        self.unreadable = {} if unreadable is None else unreadable  # file → why
         # an int fits every image into size×size; (height, width) keeps images of that one
         # native size as they are
         self.size = size if isinstance(size, tuple) else int(size)
@@ -148,7 +193,7 @@ class ImageFiles:
 
     def _like(self, paths) -> ImageFiles:
         return ImageFiles(paths, self.size, self.channels, strict=self.strict,
-                          late_log=self.late_log, name=self.name)
+                          late_log=self.late_log, name=self.name, unreadable=self.unreadable)
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
@@ -165,14 +210,17 @@ class ImageFiles:
         good = np.zeros(len(rows), bool)
 
         def one(i):
+            path = self.paths[rows[i]]
             try:
-                out[i] = self._decode(self.paths[rows[i]])
+                out[i] = self._decode(path)
                 good[i] = True
+                self.unreadable.pop(path, None)
             except MentorError as error:
                 if self.strict:
                     raise MentorError(f"{error} Without --strict (data.strict) such files are "
-                                      "replaced and counted.") from None
-                self._record(self.paths[rows[i]], error)
+                                      "replaced in training, left out of test and validation "
+                                      "scores, and counted.") from None
+                self._record(path, error)
 
         if threads > 1 and len(rows) > 1:
             with concurrent.futures.ThreadPoolExecutor(min(threads, len(rows))) as pool:
@@ -198,7 +246,9 @@ class ImageFiles:
         return to_channels(image, self.channels) if image.shape[-1] != self.channels else image
 
     def _record(self, path, error: MentorError):
-        line = f"{path}\t{why_bad(path, error)}".replace("\n", " ")
+        why = why_bad(path, error)
+        self.unreadable[path] = why
+        line = f"{path}\t{why}".replace("\n", " ")
         if self.late_log:
             with open(self.late_log, "a") as f:
                 f.write(line + "\n")
@@ -228,6 +278,10 @@ class ImageFiles:
                     out[row], ok[row] = image, True
         return (out if ok.all() else out[ok]), ok, bad
 
+    def __getstate__(self):
+        # A worker's decodes are training's: what it meets goes to late_log, not back here.
+        return {**self.__dict__, "unreadable": {}}
+
     def __array__(self, dtype=None, copy=None):
         check_fits_in_memory(len(self), max(self.shape[1:3]), self.channels, self.name)
         out = self.decode_rows(np.arange(len(self)))
@@ -235,6 +289,21 @@ class ImageFiles:
 
     def __repr__(self) -> str:
         return f"ImageFiles({self.name!r}, {len(self)} files at {self.shape[1:]})"
+
+
+def scored_rows(x) -> np.ndarray:
+    """Which rows of `x` (an array, or `ImageFiles` after a decode) a score may count: all
+    but the files whose latest decode in this process failed, which stood in for nothing."""
+    if not isinstance(x, ImageFiles) or not x.unreadable:
+        return np.ones(len(x), bool)
+    return ~np.isin(x.paths.astype(str), np.array(list(x.unreadable), dtype=str))
+
+
+def unscored(x) -> list[tuple[str, str]]:
+    """The (file, why) pairs of `x`'s rows that `scored_rows` leaves out, in row order."""
+    if not isinstance(x, ImageFiles):
+        return []
+    return [(str(p), x.unreadable[p]) for p in x.paths[~scored_rows(x)]]
 
 
 def read_late_log(path) -> list[tuple[str, str]]:
@@ -259,11 +328,26 @@ class BadImages:
 
     strict: bool = False
     skipped: list = []  # (file, reason), in the order met
+    unscored: dict = {}  # test or validation file → reason: left out of every score
     late_log: str | None = None
 
     @classmethod
     def reset(cls, strict: bool = False):
-        cls.strict, cls.skipped = bool(strict), []
+        cls.strict, cls.skipped, cls.unscored = bool(strict), [], {}
+
+    @classmethod
+    def note_unscored(cls, name: str, pairs: list[tuple[str, str]]):
+        """Say (once a file) that images of the set `name` could not be read and count for
+        nothing in its scores; metrics.json counts them (`unscored_images`)."""
+        new = [(f, why) for f, why in pairs if f not in cls.unscored]
+        if not new:
+            return
+        cls.unscored.update(new)
+        shown = "; ".join(f"{f} ({why})" for f, why in new[:3])
+        more = f"; and {len(new) - 3} more" if len(new) > 3 else ""
+        print(f"data: {name}: {len(new)} image(s) could not be read and are left out of its "
+              f"accuracy, from the hits and from the count: {shown}{more} (--strict refuses "
+              "them)", flush=True)
 
     @classmethod
     @contextlib.contextmanager

@@ -10,11 +10,42 @@ import numpy as np
 from mentor.errors import MentorError
 
 
+# Float pixels: a maximum up to _UNIT_TOP is a 0..1 image (scaled ×255), one above
+# _BYTE_LEAST a 0..255 image (rounded). Between the two, neither reading is safe: 0..1 images
+# that overshoot (1.02 after a blur or a resize) would be taken as 0..255 and turn black, and
+# a dark 0..255 image would be taken as 0..1 and turn white.
+_UNIT_TOP = 1.0
+_BYTE_LEAST = 1.5
+FLOAT_RANGES = (f"float pixels must lie in [0, 1] or [0, 255]: a maximum up to {_UNIT_TOP:g} "
+                f"is read as 0..1 (scaled to 0..255), one above {_BYTE_LEAST:g} as 0..255")
+
+
+def float_scale(lo: float, hi: float, name: str) -> float:
+    """What float pixels spanning [lo, hi] are multiplied by to become 0..255: 255 for 0..1
+    images, 1 for 0..255 ones; anything else is refused, never guessed."""
+    if lo >= 0 and hi <= _UNIT_TOP:
+        return 255.0
+    if lo >= 0 and _BYTE_LEAST < hi <= 255:
+        return 1.0
+    if lo < 0:
+        fix = ("negative values usually mean normalised images (mean and std): undo the "
+               "normalisation, or rescale with (x - x.min()) / (x.max() - x.min())")
+    elif hi > 255:
+        fix = "rescale to 0..255 (e.g. x / x.max() * 255) or to 0..1"
+    else:
+        fix = ("a 0..1 image that overshoots (a blur, a resize) is clipped back with "
+               "np.clip(x, 0, 1); a 0..255 image this dark should be passed as uint8")
+    raise MentorError(f"{name}: {FLOAT_RANGES}; found [{lo:g}, {hi:g}]. Convert them: {fix}; "
+                      "or pass uint8 images.")
+
+
 def as_uint8_images(x, name: str) -> np.ndarray:
     """Return N×H×W×C uint8 images, or raise a MentorError that says what is wrong.
 
-    Accepts N×H×W (grayscale) and N×H×W×C with C in {1, 3}; floats in [0, 1] are scaled to
-    0..255, floats in [0, 255] are rounded; NaN or infinite pixels are refused.
+    Accepts N×H×W (grayscale) and N×H×W×C with C in {1, 3}. uint8 and other integer pixels
+    are 0..255; booleans are black and white; float pixels are read by their range
+    (`float_scale`, over the whole array: one reading for every image); NaN or infinite
+    pixels are refused.
     """
     x = np.asarray(x)
     if x.ndim == 3:
@@ -31,6 +62,8 @@ def as_uint8_images(x, name: str) -> np.ndarray:
         )
     if x.dtype == np.uint8:
         return x
+    if x.dtype == bool:  # a mask: False black, True white (not the 0/1 of near-black bytes)
+        return x.astype(np.uint8) * np.uint8(255)
     if np.issubdtype(x.dtype, np.floating):
         if not np.isfinite(x).all():
             # an image with any NaN or infinite pixel is bad, not only one with no finite pixel
@@ -38,15 +71,9 @@ def as_uint8_images(x, name: str) -> np.ndarray:
             raise MentorError(
                 f"{name}: {bad} image(s) contain NaN or infinite pixels. Clean or drop them."
             )
-        lo, hi = float(x.min(initial=0)), float(x.max(initial=0))
-        if lo < 0 or hi > 255:
-            raise MentorError(
-                f"{name}: float pixels must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]. "
-                "Undo any normalisation before handing images to mentor."
-            )
-        scale = 255.0 if hi <= 1.0 else 1.0
+        scale = float_scale(float(x.min(initial=0)), float(x.max(initial=0)), name)
         return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
-    if np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
+    if np.issubdtype(x.dtype, np.integer):
         lo, hi = int(x.min(initial=0)), int(x.max(initial=0))
         if lo < 0 or hi > 255:
             raise MentorError(
@@ -116,6 +143,10 @@ class ImageSet:
     y: np.ndarray
     class_names: list[str] = field(default_factory=list)
     name: str = "data"
+    # the file each row was decoded from, for images that came from files and were decoded
+    # into memory (file-backed images hold their own, ImageFiles.paths): the same file
+    # under two names is found by what it is, not by its pixels (overlap.test_in_train)
+    files: np.ndarray | None = None
 
     def __post_init__(self):
         if not _file_backed(self.x):  # ImageFiles: checked as their headers were read
@@ -148,7 +179,12 @@ class ImageSet:
     def subset(self, index, name: str | None = None) -> ImageSet:
         index = np.asarray(index)
         x = self.x.take(index) if _file_backed(self.x) else self.x[index]
-        return ImageSet(x, self.y[index], list(self.class_names), name or self.name)
+        files = None if self.files is None else self.files[index]
+        return ImageSet(x, self.y[index], list(self.class_names), name or self.name, files)
+
+    def source_files(self) -> np.ndarray | None:
+        """The file of every row, where the images came from files; else None."""
+        return self.x.paths if _file_backed(self.x) else self.files
 
     def __repr__(self) -> str:
         return (

@@ -29,10 +29,12 @@ anything is decoded, and Keras's JAX trainer lays the shares end to end in proce
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 
-from mentor.data.files import ImageFiles, available_cores
+from mentor.data.files import BadImages, ImageFiles, available_cores, scored_rows, unscored
 from mentor.data.imageset import ImageSet
 from mentor.data.stream import Draw, PairedDraw, watch_parent
 from mentor.errors import MentorError
@@ -55,7 +57,7 @@ def prepare(data: ImageSet, image_size: int = 0, channels: int = 0) -> ImageSet:
         x = to_channels(x, channels)
     if x is data.x:
         return data
-    return ImageSet(x, data.y, data.class_names, data.name)
+    return ImageSet(x, data.y, data.class_names, data.name, data.files)
 
 
 def concat_images(a, b):
@@ -236,8 +238,25 @@ def feed(batches: Batches):
     draw = batches.draw
     if not any(isinstance(getattr(draw, k, None), ImageFiles) for k in ("x", "x_t")):
         return batches
-    return _streamed(draw, batches.start_step, batches.steps,
-                     batches.processes or available_cores())
+    return _streamed(draw, batches.start_step, batches.steps, worker_count(batches.processes))
+
+
+_said: set = set()  # notes already printed by this process
+
+
+def worker_count(asked: int) -> int:
+    """The loader's worker processes for data.workers = `asked` (0: one a core), at most
+    one a core: decoding keeps a core busy, so more processes than cores decode no faster
+    and each holds its own memory and prefetched batches. A cap is said once."""
+    cores = available_cores()
+    if asked <= cores:
+        return asked or cores
+    note = (f"data: data.workers = {asked} is more than the {cores} cores this process may "
+            f"use; {cores} worker processes decode (more would only share those cores)")
+    if note not in _said:
+        _said.add(note)
+        print(note, flush=True)
+    return cores
 
 
 def _own(batch):
@@ -248,7 +267,21 @@ def _own(batch):
         return {k: _own(v) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
         return type(batch)(_own(v) for v in batch)
-    return np.array(batch, copy=True)
+    out = np.array(batch, copy=True)
+    _release(batch)
+    return out
+
+
+def _release(array):
+    """Unlink the shared block a worker's array arrived in, now. Grain unlinks it when the
+    array is garbage-collected, on a thread pool that stops with the interpreter: blocks
+    freed last were left behind ("leaked shared_memory objects" at exit)."""
+    shm = getattr(array, "shm", None)
+    if shm is None or not getattr(array, "_unlink_on_del", False):
+        return  # not Grain's shared memory, or another owner unlinks it
+    array._unlink_on_del = False  # what is left for the collector: closing the mapping
+    with contextlib.suppress(FileNotFoundError):
+        shm.unlink()
 
 
 def _streamed(draw, start: int, stop: int, workers: int):
@@ -339,4 +372,30 @@ class EvalBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rows = np.arange(index * self.batch_size, min(len(self.x), (index + 1) * self.batch_size))
         x = self.x.decode_rows(rows, threads=self.threads)
-        return (x,) if self.y is None else (x, self.y[rows])
+        return (x,) if self.y is None else self._scored(x, self.y[rows], rows)
+
+    def _scored(self, x, y, rows):
+        """The batch without the images that could not be read: a stand-in (the decode's
+        neighbour) would be scored against the label of the image it replaces. The batch
+        is cut to a multiple of the device count, as `trim_to_devices` cuts the set."""
+        from mentor.runtime import device_count, process_shard
+
+        part = self.x.take(rows)  # shares what the decode found unreadable
+        keep = scored_rows(part)
+        if keep.all():
+            return x, y
+        lost = unscored(part)
+        BadImages.note_unscored(self.x.name, lost)
+        if process_shard()[1] > 1:
+            raise MentorError(
+                f"{self.x.name}: the validation image {lost[0][0]} cannot be read "
+                f"({lost[0][1]}); a run of many processes cannot leave it out (every process's "
+                "batch keeps one size). Restore or remove the file, and run again.")
+        keep = np.flatnonzero(keep)
+        keep = keep[:len(keep) // device_count() * device_count()]
+        if not len(keep):
+            raise MentorError(
+                f"{self.x.name}: none of validation images {rows[0]}..{rows[-1]} can be read "
+                f"(e.g. {lost[0][0]}: {lost[0][1]}); restore the files, or remove them and "
+                "list the data again.")
+        return x[keep], y[keep]

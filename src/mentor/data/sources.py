@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import bz2
 import csv
+import decimal
 import gzip
 import importlib.resources
+import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,14 @@ import scipy.io
 
 from mentor.corruptions.params import CORRUPTIONS
 from mentor.data.download import cache_dir, extract, fetch
-from mentor.data.files import BadImages, ImageFiles, available_cores, decode_image, scan
+from mentor.data.files import (
+    BadImages,
+    ImageFiles,
+    available_cores,
+    decode_image,
+    not_regular,
+    scan,
+)
 from mentor.data.imageset import ImageSet, as_labels, check_class_ids
 from mentor.data.memory import check_fits_in_memory
 from mentor.data.resize import to_channels
@@ -187,10 +197,20 @@ def load_source(spec: str, *, image_size: int | None = None, cache: Path | None 
     if sep and scheme == "memory":  # arrays or an ImageSet given from Python (mentor.api)
         from mentor.objects import lookup
 
-        return lookup(spec)
+        return _said_in_memory(lookup(spec), stream)
     base, per_class, seed = _take_subset(spec)
     data = _load(base, image_size, cache, {"stream": stream, "workers": workers})
+    data = _said_in_memory(data, stream)
     return data if per_class is None else per_class_subset(data, per_class, seed)
+
+
+def _said_in_memory(data: ImageSet, stream: str) -> ImageSet:
+    """`data`, after a note where data.stream = "always" asked for a stream it cannot be:
+    only images still in files stream, and an array source is in memory already."""
+    if stream == "always" and not isinstance(data.x, ImageFiles):
+        print(f"data: {data.name}: held in memory, not streamed: data.stream = \"always\" "
+              "streams image folders and CSV lists only", flush=True)
+    return data
 
 
 def _load(spec: str, image_size: int | None, cache: Path, files: dict) -> ImageSet:
@@ -453,49 +473,151 @@ def load_folder(path: Path, image_size: int | None = None, *, stream: str = "aut
     name = f"folder:{path}"
     if not path.is_dir():
         raise MentorError(f"{name}: no such folder. Check the path (relative to {Path.cwd()}).")
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # Folders keep their name order (a model trained before keeps its class ids); folders
+    # whose names are one number ("7", "07") are one class.
+    named = class_names(folders, name, lambda f: f"the class folder {path / f}")
+    classes = list(dict.fromkeys(named[f] for f in folders))
     if len(classes) < 2:
         raise MentorError(
-            f"{name}: found {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); a "
-            "classifier needs ≥ 2 classes, one sub-folder of images for each."
+            f"{name}: found {len(classes)} class folder(s) ({', '.join(folders) or 'none'}); "
+            "a classifier needs ≥ 2 classes, one sub-folder of images for each."
         )
+    index = {c: i for i, c in enumerate(classes)}
     files, labels = [], []
-    for label, cls in enumerate(classes):
-        found = _image_files(path / cls, name)
+    for folder in folders:
+        found = _image_files(path / folder, name)
         files += [str(f) for f in found]
-        labels += [label] * len(found)
+        labels += [index[named[folder]]] * len(found)
+    where = {index[named[f]]: path / f for f in folders}
     return load_files(name, files, np.array(labels), classes, image_size, stream=stream,
-                      workers=workers, where={i: path / c for i, c in enumerate(classes)})
+                      workers=workers, where=where)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_LARGEST_CLASS_DIGITS = 18  # a "number" longer than this is a name (a date, a code)
+
+
+def class_names(labels, name: str, where) -> dict[str, str]:
+    """Each distinct label → the class it names. A label that is a number names the class
+    of its value, written as a whole number: "0", "00", "0.0" and "+0" are class 0, not
+    four classes split by how someone wrote them. A number that is not whole ("2.5") is
+    refused: as a class label it is a value (a rating, a measurement) or a typo, and taken
+    as text it would silently make a class of its own. Other labels are names, as written.
+    `where(label)` says where a refused label was found, for the message."""
+    out = {}
+    for label in dict.fromkeys(labels):
+        if not _NUMBER.fullmatch(label):
+            out[label] = label
+            continue
+        value = decimal.Decimal(label)
+        if value.adjusted() >= _LARGEST_CLASS_DIGITS:
+            out[label] = label
+        elif value == value.to_integral_value():
+            out[label] = str(int(value))
+        else:
+            raise MentorError(
+                f"{name}: the label {label!r} ({where(label)}) is a number that is not "
+                "whole; labels that are numbers are read as class numbers, so they must be "
+                f"whole (0, 1, 2…). If {label!r} is a class of its own, name it with a word "
+                f"(e.g. class-{label}); if it is a value, round it to its class.")
+    merged = {}
+    for label, cls in out.items():
+        merged.setdefault(cls, []).append(label)
+    for cls, spellings in merged.items():
+        if len(spellings) > 1:
+            print(f"data: {name}: labels {', '.join(map(repr, spellings))} are one class, {cls} "
+                  "(numbers are read by their value)", flush=True)
+    return out
+
+
+def _number_first(cls: str):
+    """Sort key: whole numbers by value, then names."""
+    return (0, int(cls), cls) if re.fullmatch(r"-?\d+", cls) else (1, 0, cls)
 
 
 def load_list(csv_path: Path, image_size: int | None = None, *, stream: str = "auto",
               workers: int = 0) -> ImageSet:
     """A CSV of `path,label` rows (an optional first row `path,label` is a header); paths
-    are relative to the CSV's folder unless absolute, labels are class names, sorted
-    (numerically when every one is a whole number)."""
+    are relative to the CSV's folder unless absolute, labels are class names, sorted (whole
+    numbers by value first, then names; a number names the class of its value:
+    `class_names`). Each file is listed once."""
     csv_path = Path(csv_path)
     name = f"list:{csv_path}"
-    if not csv_path.is_file():
-        raise MentorError(f"{name}: no such file. Check the path (relative to {Path.cwd()}).")
-    files, names = [], []
-    with open(csv_path, newline="") as f:
-        for number, row in enumerate(csv.reader(f), 1):
-            if not row or (number == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
-                continue
-            if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                raise MentorError(
-                    f"{name}, line {number}: expected `path,label`, got {','.join(row)!r}. "
-                    "Quote a path that contains a comma.")
-            file = Path(row[0].strip())
-            files.append(str(file if file.is_absolute() else csv_path.parent / file))
-            names.append(row[1].strip())
-    classes = sorted(set(names), key=lambda c: (0, int(c), c) if c.isdigit() else (1, 0, c))
+    rows = _read_list(csv_path, name)
+    named = class_names([label for _, _, label in rows], name,
+                        lambda label: f"line {next(n for n, _, lb in rows if lb == label)}")
+    _check_listed_once(rows, named, name)
+    classes = sorted(set(named.values()), key=_number_first)
     if len(classes) < 2:
-        raise MentorError(f"{name}: {len(files)} rows name {len(classes)} class(es); a "
+        raise MentorError(f"{name}: {len(rows)} rows name {len(classes)} class(es); a "
                           "classifier needs ≥ 2 classes.")
     index = {c: i for i, c in enumerate(classes)}
-    return load_files(name, files, np.array([index[c] for c in names]), classes, image_size,
-                      stream=stream, workers=workers)
+    return load_files(name, [file for _, file, _ in rows],
+                      np.array([index[named[label]] for _, _, label in rows], np.int64),
+                      classes, image_size, stream=stream, workers=workers)
+
+
+def _read_list(csv_path: Path, name: str) -> list[tuple[int, str, str]]:
+    """The (line number, file, label) rows of a CSV list; files resolved against its folder.
+    The text is UTF-8, with or without a byte-order mark (spreadsheets write one)."""
+    try:
+        kind = not_regular(os.stat(csv_path).st_mode)
+    except OSError:
+        raise MentorError(f"{name}: no such file. Check the path (relative to "
+                          f"{Path.cwd()}).") from None
+    if kind:
+        raise MentorError(f"{name}: {csv_path} is not a regular file but {kind}; name a CSV "
+                          "file of `path,label` rows.")
+    rows = []
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            for row in reader:
+                number = reader.line_num
+                if not row or (number == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
+                    continue
+                if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                    shown = ",".join(row)
+                    shown = shown if len(shown) <= 80 else shown[:80] + "…"
+                    raise MentorError(
+                        f"{name}, line {number}: expected `path,label`, got {shown!r}. "
+                        "Quote a path that contains a comma.")
+                file = Path(row[0].strip())
+                file = file if file.is_absolute() else csv_path.parent / file
+                rows.append((number, os.path.normpath(file), row[1].strip()))
+        except UnicodeDecodeError as e:
+            raise MentorError(
+                f"{name}: {csv_path} is not UTF-8 text (byte {e.start} is "
+                f"0x{e.object[e.start]:02x}); a list is a text file of `path,label` rows. Save "
+                "it as UTF-8 (\"CSV UTF-8\" in a spreadsheet), or name the right file.") from None
+        except csv.Error as e:
+            raise MentorError(
+                f"{name}, line {reader.line_num}: not a CSV row ({e}); a list is a text file "
+                "of `path,label` rows, one image each. Fix the line, or name the right "
+                "file.") from None
+    return rows
+
+
+def _check_listed_once(rows, named: dict[str, str], name: str):
+    """Refuse a file listed twice: under two labels it has no one class; under one, it
+    weighs double in training and, once the test images are split off, can be tested on
+    after being trained on."""
+    first = {}
+    for number, file, label in rows:
+        if file not in first:
+            first[file] = (number, label)
+            continue
+        line, before = first[file]
+        if named[before] != named[label]:
+            raise MentorError(
+                f"{name}: {file} is listed with two labels, {before!r} (line {line}) and "
+                f"{label!r} (line {number}); an image has one class. Keep the row with its "
+                "right label and remove the other.")
+        raise MentorError(
+            f"{name}: {file} is listed twice (lines {line} and {number}); list each image "
+            "once: a repeated image weighs double in training and can land among the test "
+            "images too. Remove the repeated rows.")
 
 
 STREAM_CHOICES = ("auto", "always", "never")
@@ -552,12 +674,13 @@ def load_files(name: str, files: list[str], labels: np.ndarray, classes: list[st
         if late:
             labels = labels[ok]
             _check_every_class(name, labels, classes, late, where)
-        data = ImageSet(x, labels, classes, name)
+        data = ImageSet(x, labels, classes, name, images.paths[ok])
     else:
         data = ImageSet(images, labels, classes, name)
     how = ("decoded into memory" if in_memory else
            "streamed from disk, decoded a batch at a time by the loader's worker processes")
     print(f"data: {name}: {described}: {how} (data.stream = {stream})", flush=True)
+    print(f"data: {name}: {_listed(classes)}", flush=True)
     if bad:
         BadImages.skipped += bad
         shown = "; ".join(f"{f} ({why})" for f, why in bad[:_SHOWN_SKIPPED])
@@ -565,6 +688,12 @@ def load_files(name: str, files: list[str], labels: np.ndarray, classes: list[st
         print(f"data: {name}: skipped {len(bad)} of {len(bad) + len(data)} files that do not "
               f"decode: {shown}{more} (--strict refuses them)", flush=True)
     return data
+
+
+def _listed(classes: list[str], most: int = 20) -> str:
+    """'3 classes: 0, 1, 2', the middle of a long list left out."""
+    shown = classes if len(classes) <= most else [*classes[:most - 3], "…", *classes[-2:]]
+    return f"{len(classes)} classes: {', '.join(shown)}"
 
 
 def _check_every_class(name, labels, classes, bad, where):
@@ -578,8 +707,10 @@ def _check_every_class(name, labels, classes, bad, where):
 
 
 def _image_files(folder: Path, name: str) -> list[Path]:
+    # Anything named like an image but a folder is listed: a named pipe, a broken link or a
+    # device is then skipped and counted as unreadable (files.scan), not left out unseen.
     files = sorted(
-        f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+        f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and not f.is_dir()
     )
     if not files:
         raise MentorError(

@@ -4,6 +4,8 @@ the validation (and, without a test source, test) images split off."""
 from __future__ import annotations
 
 from mentor.config import DataConfig
+import numpy as np
+
 from mentor.data.imageset import ImageSet
 from mentor.data.memory import check_fits_in_memory
 from mentor.data.pipeline import prepare, split_fraction, streamed
@@ -18,6 +20,7 @@ def load_splits(cfg: DataConfig, seed: int):
 
     files = {"stream": cfg.stream, "workers": cfg.workers}  # for folders and CSV lists
     train = load_source(cfg.train, image_size=cfg.image_size or None, **files)
+    check_trainable(train)
     size = cfg.image_size or max(train.x.shape[1:3])
     channels = cfg.channels or train.x.shape[-1]
     if not streamed(train):
@@ -43,3 +46,16 @@ def check_same_classes(reference: ImageSet, other: ImageSet):
             f"{other.name} has {other.num_classes} classes but {reference.name} has "
             f"{reference.num_classes}; they must share one label space."
         )
+
+
+def check_trainable(train: ImageSet):
+    """Refuse a training set whose images all carry one label, from any source: a
+    classifier of one class is right on every image it is shown, and its accuracy says
+    nothing. (Class names alone are not enough: an npz may name ten classes and use one.)"""
+    used = np.unique(train.y)
+    if len(used) < 2:
+        label = train.class_names[int(used[0])]
+        raise MentorError(
+            f"{train.name}: all {len(train)} training images are of one class ({label!r}); a "
+            "classifier needs images of ≥ 2 classes. Check the labels (y), or the selection "
+            "that kept only these rows.")
