@@ -119,6 +119,7 @@ class Checkpoints(keras.callbacks.Callback):
         super().__init__()
         self.directory, self.every, self.keep = str(directory), max(1, every), max(1, keep)
         self.exclude = tuple(exclude)
+        self.written = set()  # outside a run folder, what this callback wrote is all it deletes
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.params is not None and epoch + 1 == self.params.get("epochs")
@@ -127,11 +128,12 @@ class Checkpoints(keras.callbacks.Callback):
             # so its copy is every process's); reading them needs no other process.
             return
         os.makedirs(self.directory, exist_ok=True)
-        save_state(self.model, os.path.join(self.directory, f"epoch-{epoch + 1:04d}.npz"),
-                   epoch=epoch + 1, exclude=self.exclude)
-        # Only checkpoints the run's mark lists go: a file that merely looks like one (a
-        # user's copy) is never deleted.
+        path = os.path.join(self.directory, f"epoch-{epoch + 1:04d}.npz")
+        save_state(self.model, path, epoch=epoch + 1, exclude=self.exclude)
+        self.written.add(path)
+        # Only checkpoints the run's mark lists (or this callback wrote) go: a file that
+        # merely looks like one (a user's copy) is never deleted.
         for old in checkpoint_files(self.directory)[:-self.keep]:
-            if written_by_mentor(old):
+            if old in self.written or written_by_mentor(old):
                 os.remove(old)
                 forget_written(old)
