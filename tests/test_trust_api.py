@@ -1,6 +1,8 @@
-"""The Python API's door: the README's example runs as written on a torch-only install,
-every argument of the wrong kind gets one message naming it, and a run made from Python
-objects is a self-contained folder the command line can evaluate and predict with."""
+"""Inputs a user can trust mentor with: the README's Python example runs as written on a
+torch-only install; every argument of mentor.api of the wrong kind, and every config key of
+the wrong kind or unread, gets one message naming it; whatever config mentor writes reads
+back the same; a run made from Python objects is a self-contained folder the command line
+evaluates and predicts with; a teacher that is no classifier is refused when loaded."""
 
 import os
 import pathlib
@@ -146,3 +148,155 @@ def test_a_run_from_python_objects_is_evaluated_and_predicted_without_them(
     assert main(["predict", run, data, "--out", str(tmp_path / "p.csv")]) == 0
     out = capsys.readouterr().out
     assert f"accuracy {result.metrics['test_acc']:.4f}" in out
+
+
+# ----------------------------------------------------------------------------- config files
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mentor.config import dumps, from_dict, load_config, to_dict  # noqa: E402
+
+# Any text a str can hold and a file can store: lone surrogates cannot be written as UTF-8.
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+LONG = st.builds(lambda s, n: s * n, TEXT, st.integers(1, 200))
+SCALARS = (TEXT | LONG | st.booleans() | st.integers(-2**63, 2**63 - 1)
+           | st.floats(allow_nan=False))
+VALUES = st.recursive(SCALARS | st.lists(SCALARS, max_size=4),
+                      lambda inner: st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.dictionaries(TEXT, VALUES, max_size=6))
+def test_dumps_writes_toml_that_reads_back_the_same(values):
+    import tomllib
+
+    assert tomllib.loads(dumps(values)) == values
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(description=TEXT | LONG, train=TEXT, rate=st.floats(1e-9, 10),
+       seed=st.integers(0, 2**31 - 1))
+def test_a_written_config_loads_back_the_same(description, train, rate, seed,
+                                              tmp_path_factory):
+    config = from_dict({"recipe": "distill", "description": description, "seed": seed,
+                        "data": {"train": train}, "train": {"learning_rate": rate}})
+    path = tmp_path_factory.mktemp("config") / "config.toml"
+    path.write_bytes(dumps(to_dict(config)).encode("utf-8"))
+    assert to_dict(load_config(str(path))[0]) == to_dict(config)
+
+
+def test_a_multi_line_description_survives_a_run(tmp_path):
+    description = 'line one\nline "two"\ttabbed \\ backslash\r\x00 é'
+    result = mentor.api.run({"recipe": "supervised", "description": description},
+                            tmp_path / "run", model=tiny(), train=arrays(), set=QUICK)
+    config, _ = load_config(str(result.run_dir / "config.toml"))
+    assert config.description == description
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"recipe = \"supervised\"\ndescription = \"caf\xe9\"\n", ["byte 0xe9 on line 2", "not UTF-8"]),
+    (bytes(range(256)), ["not UTF-8"]),
+    (b"recipe = \"supervised\"\x00\n", ["not valid TOML"]),
+])
+def test_a_config_file_that_is_not_toml_text_is_named(content, words, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(MentorError) as caught:
+        load_config(str(path))
+    assert str(path) in str(caught.value)
+    for word in words:
+        assert word in str(caught.value)
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"model": {"name": "keras.applications:MobileNet", "options": {"alpha": "x"}}},
+     ["'model.options.alpha' must be a number", "1.0", "'x' (str)"]),
+    ({"model": {"options": {"width": 3.5}}}, ["'model.options.width' must be an integer"]),
+    ({"model": {"options": {"width": True}}}, ["'model.options.width' must be an integer"]),
+    ({"recipe": "distill", "teacher": {"model": {"options": {"dropout": "none"}}}},
+     ["'teacher.model.options.dropout' must be a number"]),
+    ({"train": {"backbone_lr_scale": 0}},
+     ["'train.backbone_lr_scale' is 0", "random weights", "Set it > 0"]),
+    ({"model": {"name": "keras.applications:MobileNet"}, "train": {"backbone_lr_scale": 0}},
+     ["'train.backbone_lr_scale' is 0", "imagenet"]),
+    ({"recipe": "consistency", "teacher": {"train": {"backbone_lr_scale": 0}}},
+     ["'teacher.train.backbone_lr_scale' is 0"]),
+    ({"recipe": "adamatch", "mode": "ssl", "labels_per_class": 4,
+      "target": {"labels_per_class": 2}},
+     ["'target.labels_per_class' is not read in mode 'ssl'", "'ssda'"]),
+    ({"recipe": "adamatch", "mode": "ssl", "labels_per_class": 4,
+      "target": {"train": "embedded:digits"}}, ["'target.train' is not read in mode 'ssl'"]),
+    ({"recipe": "adamatch", "mode": "uda", "labels_per_class": 4,
+      "target": {"train": "embedded:digits"}}, ["'labels_per_class' is not read in mode 'uda'"]),
+    ({"recipe": "adamatch", "mode": "ssda", "labels_per_class": 4,
+      "target": {"train": "embedded:digits", "labels_per_class": 2}},
+     ["'labels_per_class' is not read in mode 'ssda'"]),
+])
+def test_config_keys_of_the_wrong_kind_or_unread_are_named(values, words):
+    with pytest.raises(MentorError) as caught:
+        from_dict({"recipe": "supervised", **values})
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_what_the_checks_leave_alone(tmp_path):
+    from_dict({"recipe": "supervised", "model": {"options": {"dropout": 0, "width": 8}}})
+    from_dict({"recipe": "supervised", "model": {"name": "keras.applications:MobileNet",
+                                                 "options": {"alpha": 1}}})
+    from_dict({"recipe": "distill", "teacher": {"path": "t.keras",
+                                                "train": {"backbone_lr_scale": 0}}})
+    from mentor.objects import MODEL_PREFIX, register
+
+    from_dict({"recipe": "supervised", "model": {"name": register(tiny(), MODEL_PREFIX)},
+               "train": {"backbone_lr_scale": 0}})
+    tiny().save(tmp_path / "pre.keras")
+    from_dict({"recipe": "supervised", "model": {"name": str(tmp_path / "pre.keras")},
+               "train": {"backbone_lr_scale": 0}})
+    # a resolved config writes every key, the modes' unread ones at their defaults
+    for mode, extra in (("ssl", {"labels_per_class": 4}),
+                        ("uda", {"target": {"train": "embedded:digits"}})):
+        config = from_dict({"recipe": "adamatch", "mode": mode, **extra})
+        assert to_dict(from_dict(to_dict(config))) == to_dict(config)
+
+
+# ----------------------------------------------------------------------------- teachers
+
+
+def _teacher_file(tmp_path, kind):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    if kind == "two outputs":
+        flat = keras.layers.Flatten()(x)
+        outputs = [keras.layers.Dense(3)(flat), keras.layers.Dense(3)(flat)]
+    else:  # a map of class scores per position: (None, 4, 4, 3)
+        outputs = keras.layers.Conv2D(3, 3, strides=2, padding="same")(x)
+    path = tmp_path / f"{kind.replace(' ', '_')}.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.mark.parametrize("recipe", ["distill", "consistency"])
+@pytest.mark.parametrize("kind", ["two outputs", "a map"])
+def test_a_teacher_that_is_no_classifier_is_refused_at_load(recipe, kind, tmp_path, capsys):
+    path = _teacher_file(tmp_path, kind)
+    data = write_npz(tmp_path / "d.npz", x=arrays()[0], y=arrays()[1])
+    config = tmp_path / "c.toml"
+    config.write_text(f"recipe = \"{recipe}\"\n")
+    code = main(["train", str(config), "--out", str(tmp_path / "run"), "--set",
+                 f"data.train=\"{data}\"", "--set", f"teacher.path=\"{path}\"",
+                 *sum((["--set", o] for o in QUICK if not o.startswith("augment")), [])])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("mentor: error:") and "Traceback" not in err
+    assert str(path) in err and "(batch, classes)" in err
+    assert ("2 outputs" in err) if kind == "two outputs" else ("(None, 4, 4, 3)" in err)
+
+
+def test_a_python_teacher_that_is_no_classifier_is_refused(tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    teacher = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same")(inputs))
+    with pytest.raises(MentorError, match="teacher given to mentor.api.*\\(batch, classes\\)"):
+        mentor.api.run("distill", tmp_path / "kd", teacher=teacher, train=arrays(),
+                       set=QUICK[:-1])

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import importlib.resources
 import pathlib
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -446,10 +447,37 @@ def _check_model(section: "ModelConfig", key: str):
     builds it, before training, once the data's shape is known)."""
     from mentor.models import check_spec
 
+    from mentor.models import option_defaults
+
     try:
         check_spec(section.name, section.options, section.weights, section.input_scale)
+        defaults = option_defaults(section.name)
     except MentorError as error:  # the models' checks say MentorError; here it is the config's
         raise UsageError(f"[{key}] {error}") from None
+    for option, value in section.options.items():
+        _check_option_type(f"{key}.options.{option}", value, defaults.get(option))
+
+
+def _check_option_type(key: str, value, default):
+    """An option's value of the type of its default in the builder's signature (a float
+    also takes an int); an option whose default is None takes anything."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        want, ok = "true or false", isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        want = "an integer" if isinstance(default, int) else "a number"
+        ok = (isinstance(value, int) if isinstance(default, int)
+              else isinstance(value, (int, float))) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        want, ok = "a string", isinstance(value, str)
+    elif isinstance(default, (list, tuple)):
+        want, ok = "a list", isinstance(value, list)
+    else:
+        return
+    if not ok:
+        raise UsageError(f"config key {key!r} must be {want} (its default is {default!r}); "
+                         f"got {value!r} ({type(value).__name__}).")
 
 
 def _build(cls, values: dict, prefix: str = ""):
@@ -495,9 +523,60 @@ def to_dict(config) -> dict:
         return dataclasses.asdict(config)
 
 
+# The keys each AdaMatch mode reads, of those that only some modes read: set in a mode that
+# does not read it (to anything but its default), a key would be silently ignored.
+ADAMATCH_MODE_KEYS = {"uda": {"target.train"},
+                      "ssda": {"target.train", "target.labels_per_class"},
+                      "ssl": {"labels_per_class"}}
+
+
+def _get_dotted(config, key: str):
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _check_mode_keys(config: "AdaMatchConfig"):
+    default = AdaMatchConfig()
+    reads = ADAMATCH_MODE_KEYS[config.mode]
+    for key in sorted(set().union(*ADAMATCH_MODE_KEYS.values()) - reads):
+        if _get_dotted(config, key) != _get_dotted(default, key):
+            modes = [m for m, keys in ADAMATCH_MODE_KEYS.items() if key in keys]
+            raise UsageError(
+                f"config key {key!r} is not read in mode {config.mode!r}, which reads "
+                f"{', '.join(sorted(reads))}; remove it, or choose a mode that reads it "
+                f"({', '.join(repr(m) for m in modes)}).")
+
+
+def _pretrained(model: ModelConfig) -> bool:
+    """Whether a [model] section starts from trained weights (or may: a keras.Model given
+    from Python)."""
+    return bool(model.weights) or model.name.endswith(".keras") or model.name.startswith(
+        ("keras_hub:", "object:"))
+
+
+def _check_frozen_body(section, prefix: str):
+    """train.backbone_lr_scale = 0 keeps all but the head as initialised: right for a
+    pretrained body, a model that cannot learn for a random one."""
+    model, train = getattr(section, "model", None), getattr(section, "train", None)
+    if isinstance(model, ModelConfig) and isinstance(train, TrainConfig) and \
+            train.backbone_lr_scale == 0 and not _pretrained(model):
+        raise UsageError(
+            f"config key '{prefix}train.backbone_lr_scale' is 0, which freezes all but the "
+            f"head of the model, but {prefix}model ({model.name!r}) starts from random "
+            "weights: its body would never learn. Set it > 0 (1 trains the whole model), or "
+            f"start from trained weights ({prefix}model.weights, a PATH.keras model, or "
+            "keras.applications with weights = \"imagenet\").")
+
+
 def _check_together(config):
     """Rules between keys, checked at load like the rest."""
+    _check_frozen_body(config, "")
+    teacher = getattr(config, "teacher", None)
+    if isinstance(teacher, TeacherConfig) and not teacher.path:  # trained in this run
+        _check_frozen_body(teacher, "teacher.")
     if isinstance(config, AdaMatchConfig):
+        _check_mode_keys(config)
         if config.mode == "ssl" and config.labels_per_class < 1:
             raise UsageError("mode \"ssl\" needs labels_per_class ≥ 1: how many labeled images "
                               "per class to keep from data.train (the rest are unlabeled).")
@@ -582,7 +661,16 @@ def read_toml(source: str) -> tuple[dict, str, str]:
     if source.endswith(".toml") or path.exists():
         if not path.is_file():
             raise UsageError(f"no such config file: {source}. Give a preset name or a .toml path.")
-        text, name = path.read_text(), path.stem
+        name = path.stem
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = e.object[:e.start].count(b"\n") + 1
+            raise UsageError(f"{source} is not a TOML file: byte {e.object[e.start]:#04x} on "
+                             f"line {line} is not UTF-8 text, which TOML is. Give a TOML text "
+                             "file (saved as UTF-8), or a preset name.") from None
+        except OSError as e:
+            raise UsageError(f"cannot read config file {source} ({e.strerror or e}).") from None
     else:
         entry = _preset_dir() / f"{source}.toml"
         if not entry.is_file():
@@ -609,23 +697,59 @@ def load_config(source: str, overrides: list[str] = ()):
 # ----------------------------------------------------------------------------- writing
 
 
+# TOML basic strings: `"` and `\` escaped, and every control character (newlines, tabs,
+# U+007F), which TOML forbids raw in them; other Unicode is written as itself (UTF-8).
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+            "\r": "\\r"}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        elif "\ud800" <= ch <= "\udfff":
+            raise UsageError(f"the string {text[:40]!r} holds a lone surrogate "
+                             f"(U+{ord(ch):04X}), which no text file can hold; remove it.")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key) -> str:
+    key = str(key)
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        return repr(v)  # inf, -inf, 1e-05, 0.5: all TOML floats as repr writes them
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def dumps(values: dict, _prefix: str = "") -> str:
-    """Write a nested dict of scalars as TOML (enough for resolved configs)."""
-    flat = [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
-    lines = ([f"[{_prefix[:-1]}]"] if _prefix and (flat or not values) else []) + flat
+def dumps(values: dict, _path: tuple = ()) -> str:
+    """Write a nested dict as TOML that tomllib reads back as the same dict: sections for
+    nested dicts, every key and string escaped as TOML needs."""
+    flat = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()
+            if not isinstance(v, dict)]
+    header = "[" + ".".join(_toml_key(k) for k in _path) + "]"
+    lines = ([header] if _path and (flat or not values) else []) + flat
     for k, v in values.items():
         if isinstance(v, dict):
-            lines += ["", dumps(v, f"{_prefix}{k}.")]
+            lines += ["", dumps(v, (*_path, k)).rstrip("\n")]
     return "\n".join(lines).strip("\n") + "\n"

@@ -14,6 +14,7 @@ from mentor.core.run import build_for, check_model_matches
 from mentor.core.trainer import train_classifier
 from mentor.errors import MentorError
 from mentor.models import count_params, load_model
+from mentor.models.from_file import check_classifier
 from mentor.models.scales import scaled
 from mentor.objects import MODEL_PREFIX, lookup
 
@@ -68,11 +69,13 @@ def get_teacher(config, train, val, run, *, unsafe: bool = False) -> Teacher:
     t = config.teacher
     if t.path:
         if t.path.startswith(MODEL_PREFIX):  # a keras.Model given from Python (mentor.api)
-            teacher = lookup(t.path)
+            teacher, where = lookup(t.path), "the teacher given to mentor.api (teacher=)"
         elif is_saved_model(t.path):
-            teacher = load_saved_model(t.path, train.image_shape)
+            teacher, where = load_saved_model(t.path, train.image_shape), f"teacher.path {t.path}"
         else:
-            teacher = load_model(teacher_file(t.path), safe_mode=not unsafe)
+            file = teacher_file(t.path)
+            teacher, where = load_model(file, safe_mode=not unsafe), f"teacher.path {file}"
+        check_classifier(teacher, where)
         teacher = scaled(teacher, t.input_scale)
         check_model_matches(teacher, train)
         return Teacher(teacher)

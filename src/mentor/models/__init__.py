@@ -210,6 +210,25 @@ def check_spec(name, options, weights="", input_scale="raw"):
     _check_options(name, _spec(name), options)
 
 
+def option_defaults(name) -> dict:
+    """option → its default in the builder's signature, for the names that take options
+    (zoo models, keras.applications:NAME); the types a config's options are checked
+    against."""
+    from mentor.models.applications import PREFIX, application
+    from mentor.models.applications import options as application_options
+
+    if name.startswith(PREFIX):
+        app = name[len(PREFIX):]
+        builder, known = application(app), application_options(app)
+    elif name in MODELS:
+        builder, known = MODELS[name].builder, MODELS[name].options()
+    else:
+        return {}
+    params = inspect.signature(builder).parameters
+    return {n: params[n].default for n in known
+            if params[n].default is not inspect.Parameter.empty}
+
+
 def _import_layers_of(path):
     """Register the layers a saved model needs: a keras_hub:… model holds KerasHub's."""
     try:
@@ -243,4 +262,4 @@ def _check_options(name, spec, options):
 
 
 __all__ = ["MODELS", "ModelSpec", "accelerate", "build", "build_model", "check_spec",
-           "count_params", "load_model"]
+           "count_params", "load_model", "option_defaults"]

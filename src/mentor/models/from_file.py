@@ -11,11 +11,21 @@ from mentor.models._common import logits_head
 from mentor.models.scales import scaled
 
 
-def _check_classifier(model, path):
-    if len(model.outputs) != 1 or len(model.output_shape) != 2:
-        raise MentorError(f"{path} outputs {model.output_shape}, not one vector of class "
-                          "scores per image; give a classifier (its last layer a Dense over "
-                          "the classes).")
+def check_classifier(model, path):
+    """One output of shape (batch, classes): what mentor trains, distils from and
+    evaluates. Checked when a model is loaded, where the message can name its file,
+    rather than at the first step that would trip over it."""
+    try:
+        shapes = [tuple(output.shape) for output in model.outputs]
+    except (AttributeError, TypeError, ValueError):  # a subclassed model never called
+        return
+    if len(shapes) != 1 or len(shapes[0]) != 2:
+        shown = shapes[0] if len(shapes) == 1 else ", ".join(str(s) for s in shapes)
+        count = "one output" if len(shapes) == 1 else f"{len(shapes)} outputs"
+        raise MentorError(f"{path} gives {count} of shape {shown}, not one vector of class "
+                          "scores per image, (batch, classes); give a classifier (one "
+                          "output, its last layer a Dense over the classes).")
+
 
 
 def start_from(path, num_classes: int, image_size: int, channels: int, *,
@@ -28,7 +38,7 @@ def start_from(path, num_classes: int, image_size: int, channels: int, *,
     model = lookup(path) if path.startswith(MODEL_PREFIX) else load_model(path)
     if not isinstance(model, keras.Model):
         raise MentorError(f"{path} is a {type(model).__name__}, not a keras.Model.")
-    _check_classifier(model, path)
+    check_classifier(model, path)
     want = (image_size, image_size, channels)
     have = tuple(model.input_shape[1:])
     if len(have) != 3 or any(h is not None and h != w for h, w in zip(have, want)):
