@@ -199,6 +199,8 @@ def test_labels_that_are_one_number_written_differently_are_one_class(digits, tm
     os.rename(tmp_path / "digits" / "2", tmp_path / "digits" / "01")  # folders: "01" is 1
     merged = load_source(digits)
     assert merged.class_names == ["0", "1"] and np.bincount(merged.y).tolist() == [6, 12]
+    os.rename(tmp_path / "digits" / "1", tmp_path / "digits" / "00042")  # one spelling: kept
+    assert load_source(digits).class_names == ["0", "00042", "01"]  # folders: name order
 
 
 # ---- 5. float pixels ----------------------------------------------------------------------

@@ -52,8 +52,11 @@ Data sources (spec strings):
                               Images of different sizes need image_size. A file that
                               does not decode (corrupt, truncated, empty) is skipped and
                               counted in the log and metrics.json; --strict refuses it.
-  list:PATH.csv or PATH.csv   a CSV of `path,label` rows (optional header row path,label),
-                              paths relative to the CSV; labels are class names, sorted.
+  list:PATH.csv or PATH.csv   a UTF-8 CSV of `path,label` rows (optional header row
+                              path,label), paths relative to the CSV, each file listed once;
+                              labels are class names, sorted. A label that is a number names
+                              the class of its value (0, 00 and 0.0 are one class; 2.5 is
+                              refused); so does a class folder's name.
                               Folders and lists larger than 1 GiB decoded are streamed from
                               disk by worker processes (data.stream, data.workers).
   cifar10:train|test          CIFAR-10 (downloaded, 170 MB)
@@ -500,40 +503,53 @@ _LARGEST_CLASS_DIGITS = 18  # a "number" longer than this is a name (a date, a c
 
 def class_names(labels, name: str, where) -> dict[str, str]:
     """Each distinct label → the class it names. A label that is a number names the class
-    of its value, written as a whole number: "0", "00", "0.0" and "+0" are class 0, not
-    four classes split by how someone wrote them. A number that is not whole ("2.5") is
+    of its value: "0", "00", "0.0" and "+0" are class 0, not four classes split by how
+    someone wrote them (the class is then named by the whole number; a number written one
+    way only keeps its spelling, e.g. GTSRB's 00042). A number that is not whole ("2.5") is
     refused: as a class label it is a value (a rating, a measurement) or a typo, and taken
     as text it would silently make a class of its own. Other labels are names, as written.
     `where(label)` says where a refused label was found, for the message."""
-    out = {}
+    values = {}
     for label in dict.fromkeys(labels):
-        if not _NUMBER.fullmatch(label):
-            out[label] = label
-            continue
-        value = decimal.Decimal(label)
-        if value.adjusted() >= _LARGEST_CLASS_DIGITS:
-            out[label] = label
-        elif value == value.to_integral_value():
-            out[label] = str(int(value))
-        else:
+        value = _whole_number(label)
+        if value is None and _NUMBER.fullmatch(label) and _is_fraction(label):
             raise MentorError(
                 f"{name}: the label {label!r} ({where(label)}) is a number that is not "
                 "whole; labels that are numbers are read as class numbers, so they must be "
                 f"whole (0, 1, 2…). If {label!r} is a class of its own, name it with a word "
                 f"(e.g. class-{label}); if it is a value, round it to its class.")
-    merged = {}
-    for label, cls in out.items():
-        merged.setdefault(cls, []).append(label)
-    for cls, spellings in merged.items():
-        if len(spellings) > 1:
-            print(f"data: {name}: labels {', '.join(map(repr, spellings))} are one class, {cls} "
+        values[label] = label if value is None else value
+    spellings = {}
+    for label, value in values.items():
+        spellings.setdefault(value, []).append(label)
+    out = {}
+    for value, written in spellings.items():
+        if len(written) > 1:
+            print(f"data: {name}: labels {', '.join(map(repr, written))} are one class, {value} "
                   "(numbers are read by their value)", flush=True)
+        out.update({label: written[0] if len(written) == 1 else value for label in written})
     return out
+
+
+def _whole_number(label: str) -> str | None:
+    """The whole number `label` writes ("7" for "07", "7.0", "+7"), else None."""
+    if not _NUMBER.fullmatch(label):
+        return None
+    value = decimal.Decimal(label)
+    if value.adjusted() >= _LARGEST_CLASS_DIGITS or value != value.to_integral_value():
+        return None
+    return str(int(value))
+
+
+def _is_fraction(label: str) -> bool:
+    value = decimal.Decimal(label)
+    return value.adjusted() < _LARGEST_CLASS_DIGITS and value != value.to_integral_value()
 
 
 def _number_first(cls: str):
     """Sort key: whole numbers by value, then names."""
-    return (0, int(cls), cls) if re.fullmatch(r"-?\d+", cls) else (1, 0, cls)
+    value = _whole_number(cls)
+    return (0, int(value), cls) if value is not None else (1, 0, cls)
 
 
 def load_list(csv_path: Path, image_size: int | None = None, *, stream: str = "auto",
