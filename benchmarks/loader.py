@@ -226,7 +226,7 @@ def main():
         "the loader that many cores (data.workers).",
         "",
         "GPU: the AdaMatch WRN-28-2 step on a GPU next to plain PyTorch, and this loader on "
-        "that machine's cores, were not measured: no device was lent to the session.",
+        "that machine's cores, are not yet measured.",
     ])
     print(section)
     if args.write:

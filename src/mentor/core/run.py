@@ -1,4 +1,4 @@
-"""The start and the end of every run: the run directory, the seed, the data and the models
+"""The start and the end of every run: the run directory, the random seed, the data and the models
 checked before any training step (`start_run`, `preflight`), and the report and metrics
 written last (`finish_run`)."""
 
@@ -16,7 +16,7 @@ from mentor.runtime import predict
 
 
 def start_run(config, out, name: str):
-    """What every recipe does first: the run directory, the seed, the resolved config, and
+    """What every recipe does first: the run directory, the random seed, the resolved config, and
     the data. Returns (run_dir, train, val, test)."""
     from mentor.config import to_dict
     from mentor.data.splits import load_splits
