@@ -1,6 +1,6 @@
-"""The start and the end of every run: the run directory, the random seed, the data and the models
-checked before any training step (`start_run`, `preflight`), and the report and metrics
-written last (`finish_run`)."""
+"""The start and the end of every run: the run directory, the random seed, the data and the
+models checked before any training step (`start_run`, `preflight`), and the report and
+metrics written last (`finish_run`)."""
 
 from __future__ import annotations
 
