@@ -576,7 +576,6 @@ def _check_together(config):
     if isinstance(teacher, TeacherConfig) and not teacher.path:  # trained in this run
         _check_frozen_body(teacher, "teacher.")
     if isinstance(config, AdaMatchConfig):
-        _check_mode_keys(config)
         if config.mode == "ssl" and config.labels_per_class < 1:
             raise UsageError("mode \"ssl\" needs labels_per_class ≥ 1: how many labeled images "
                               "per class to keep from data.train (the rest are unlabeled).")
@@ -587,6 +586,7 @@ def _check_together(config):
         if config.mode == "ssda" and config.target.labels_per_class < 1:
             raise UsageError("mode \"ssda\" needs target.labels_per_class ≥ 1: how many "
                               "labeled target images per class join the source.")
+        _check_mode_keys(config)  # what a mode lacks says more than what it ignores
     if isinstance(config, ConsistencyConfig) and config.student_from_teacher_init and (
             config.teacher.path or config.model != config.teacher.model):
         raise UsageError(
