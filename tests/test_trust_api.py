@@ -148,6 +148,10 @@ def test_a_run_from_python_objects_is_evaluated_and_predicted_without_them(
     assert main(["predict", run, data, "--out", str(tmp_path / "p.csv")]) == 0
     out = capsys.readouterr().out
     assert f"accuracy {result.metrics['test_acc']:.4f}" in out
+    assert main(["robustness", run, "--data", data, "--corruptions", "fog", "--severities",
+                 "1", "--out", str(tmp_path / "robust")]) == 0
+    robust = json.loads((tmp_path / "robust" / "metrics.json").read_text())
+    assert robust["clean_acc"] == pytest.approx(result.metrics["test_acc"])
 
 
 # ----------------------------------------------------------------------------- config files
@@ -195,7 +199,8 @@ def test_a_multi_line_description_survives_a_run(tmp_path):
 
 
 @pytest.mark.parametrize("content, words", [
-    (b"recipe = \"supervised\"\ndescription = \"caf\xe9\"\n", ["byte 0xe9 on line 2", "not UTF-8"]),
+    (b"recipe = \"supervised\"\ndescription = \"caf\xe9\"\n",
+     ["byte 0xe9 on line 2", "not UTF-8"]),
     (bytes(range(256)), ["not UTF-8"]),
     (b"recipe = \"supervised\"\x00\n", ["not valid TOML"]),
 ])
@@ -300,3 +305,22 @@ def test_a_python_teacher_that_is_no_classifier_is_refused(tmp_path):
     with pytest.raises(MentorError, match="teacher given to mentor.api.*\\(batch, classes\\)"):
         mentor.api.run("distill", tmp_path / "kd", teacher=teacher, train=arrays(),
                        set=QUICK[:-1])
+
+
+@pytest.mark.torch_once
+def test_a_distill_run_with_a_python_teacher_says_how_to_evaluate_it(tmp_path, capsys,
+                                                                     monkeypatch):
+    import mentor.objects
+
+    x, y = arrays(60)
+    mentor.api.run("distill", tmp_path / "kd", teacher=tiny(), train=(x, y), set=QUICK[:-1])
+    data = write_npz(tmp_path / "test.npz", x=x, y=y)
+    monkeypatch.setattr(mentor.objects, "_objects", {})  # as in a new process
+    capsys.readouterr()
+    if (tmp_path / "kd" / "teacher.keras").is_file():  # the run kept its teacher
+        assert main(["evaluate", str(tmp_path / "kd"), "--data", data]) == 0
+    else:
+        assert main(["evaluate", str(tmp_path / "kd"), "--data", data]) == 1
+        err = capsys.readouterr().err
+        assert "keras.Model given from Python" in err and "student.keras" in err
+    assert main(["evaluate", str(tmp_path / "kd" / "student.keras"), "--data", data]) == 0
