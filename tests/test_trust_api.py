@@ -14,10 +14,12 @@ import keras
 import numpy as np
 import pytest
 from conftest import write_npz
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mentor.api
 from mentor.cli import main
-from mentor.config import SupervisedConfig
+from mentor.config import SupervisedConfig, dumps, from_dict, load_config, to_dict
 from mentor.errors import MentorError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -155,11 +157,6 @@ def test_a_run_from_python_objects_is_evaluated_and_predicted_without_them(
 
 
 # ----------------------------------------------------------------------------- config files
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from mentor.config import dumps, from_dict, load_config, to_dict  # noqa: E402
 
 # Any text a str can hold and a file can store: lone surrogates cannot be written as UTF-8.
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
