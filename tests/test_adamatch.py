@@ -142,6 +142,8 @@ def config(**values):
             "model": {"name": "small_cnn", "options": {"width": 4}},
             "weak": {"flip": False}, "strong": {"flip": False},
             "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 16}}
+    if values.get("mode", "ssl") != "ssl":
+        del base["labels_per_class"]  # read in mode ssl only: elsewhere an error
     for key, value in values.items():
         set_dotted(base, key, value)
     return from_dict(base)

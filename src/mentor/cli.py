@@ -139,7 +139,7 @@ _NOT_A_RESULT = {".keras", ".h5", ".npz", ".npy", ".png", ".jpg", ".jpeg", ".bmp
                  ".tar", ".bz2", ".zip", ".py"}
 
 
-def _check_output_file(name, flag: str, inputs=(), *, replaces: str = ""):
+def _check_output_file(name, flag: str, inputs=(), *, replaces: str = "", create: bool = True):
     """Refuse a result file that would destroy something: one of this command's inputs
     (the model, a run folder's files, an image or data file), an existing model, image or
     data file, or a file inside a run folder of mentor's. Then create the folders it goes
@@ -168,6 +168,8 @@ def _check_output_file(name, flag: str, inputs=(), *, replaces: str = ""):
     if run is not None:
         raise MentorError(f"{flag} {path} lies in {run}, a folder mentor writes itself; give "
                           "a file name outside it.")
+    if not create:  # the writer makes its folders itself, and removes them if it fails
+        return
     probe = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-probe")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +265,7 @@ def _export(args):
     if args.format != "saved_model":
         # an earlier export of the same format may be replaced, nothing else
         _check_output_file(args.out, "--out", [args.model, model_file],
-                           replaces=pathlib.Path(args.out).suffix.lower())
+                           replaces=pathlib.Path(args.out).suffix.lower(), create=False)
     model = load_model(model_file, safe_mode=not args.unsafe)
     difference = export_model(model, args.format, args.out)
     check = ("not checked: no runtime for it is installed" if difference != difference

@@ -97,7 +97,8 @@ class RunDir:
         body = dumps(values)
         command = " ".join(shlex.quote(a) for a in ["mentor", *sys.argv[1:]]) \
             if os.path.basename(sys.argv[0]) == "mentor" else "(Python API)"
-        header = f"# resolved from {source}\n# command: {command}\n\n"
+        # a newline inside an argument would end the comment and break the TOML
+        header = (f"# resolved from {_one_line(source)}\n# command: {_one_line(command)}\n\n")
         # In a multi-process job process 0 alone decides (runtime.writes) and the others
         # follow: whether the run resumes, or that it is refused (then every process stops
         # here, none waits for the others in a training step).
@@ -128,7 +129,7 @@ class RunDir:
         saved = any(self.checkpoints.rglob("*.npz")) or any(self.path.glob("*.keras"))
         if existing.is_file() and saved:
             try:
-                recorded = _what_it_is(existing.read_text())
+                recorded = _what_it_is(existing.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 # A config.toml cut short (a full disk, a copy interrupted) must not strand
                 # intact checkpoints: loading them checks them against the models' shapes,
@@ -383,7 +384,7 @@ def mark(run_path, state: str, **info):
 
 def _atomic_write(path: pathlib.Path, text: str):
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -449,8 +450,8 @@ def claim(path, kind: str = "run") -> pathlib.Path:
                 json.dump({"mentor": 1, "kind": kind, "created": _now(), "files": []}, f)
         except FileExistsError:
             pass  # another process of the same job marked it a moment ago
-        except OSError as e:
-            raise UsageError(
+        except OSError as e:  # a run-time failure of the file system, not a usage error
+            raise MentorError(
                 f"cannot write the run directory {path} ({e.strerror or e}). "
                 "Pass --out with a writable directory.") from None
     return path
@@ -573,6 +574,10 @@ def fingerprint(path: str) -> dict:
             f.seek(max(_HEAD, size - _HEAD))
             digest.update(f.read(_HEAD))
     return {"path": path, "bytes": size, "sha256": digest.hexdigest()}
+
+
+def _one_line(text) -> str:
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _now() -> str:

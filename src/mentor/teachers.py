@@ -78,6 +78,10 @@ def get_teacher(config, train, val, run, *, unsafe: bool = False) -> Teacher:
         check_classifier(teacher, where)
         teacher = scaled(teacher, t.input_scale)
         check_model_matches(teacher, train)
+        if t.path.startswith(MODEL_PREFIX) and not run.file("teacher.keras").is_file():
+            # The Python object is gone once the process ends; its copy keeps the finished
+            # run folder whole, for `mentor evaluate RUN` to set student beside teacher.
+            run.save_model(teacher, "teacher.keras")
         return Teacher(teacher)
     stage = run.stage("teacher")
     if run.file("teacher.keras").is_file():
