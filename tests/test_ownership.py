@@ -248,6 +248,29 @@ def test_a_resume_after_the_training_data_changed_is_refused_unless_asked(tmp_pa
     assert metrics["warning_data_changed_on_resume"] == "data.train"
 
 
+def test_the_python_api_refuses_a_resume_on_changed_data_too(tmp_path):
+    import mentor.api
+
+    class StopAfterOneEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt  # as Ctrl-C would, once a checkpoint is saved
+
+    x = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    data = pathlib.Path(write_npz(tmp_path / "train.npz", x=x, y=np.arange(40) % 2))
+    settings = ["train.epochs=3", "train.batch_size=8", "train.steps_per_epoch=2",
+                "train.warmup_steps=0", "model.options.width=4", "data.test_fraction=0.25",
+                "data.val_fraction=0"]
+    args = dict(config="supervised", out=tmp_path / "run", train=str(data),
+                set=settings + ["model.name=small_cnn"])
+    with pytest.raises(KeyboardInterrupt):
+        mentor.api.run(**args, callbacks=[StopAfterOneEpoch()])
+    write_npz(data, x=255 - x, y=np.arange(40) % 2)
+    with pytest.raises(MentorError, match=r"resume_anyway=True"):
+        mentor.api.run(**args)
+    result = mentor.api.run(**args, resume_anyway=True)
+    assert result.metrics["warning_data_changed_on_resume"] == "data.train"
+
+
 def test_a_folder_fingerprint_sees_a_file_added_or_removed(tmp_path):
     from mentor.runs import fingerprint
 

@@ -110,8 +110,10 @@ def _overrides(overrides) -> list[str]:
 
 
 def run(config, out=None, *, model=None, teacher=None, train=None, test=None, target=None,
-        set=(), name: str | None = None, callbacks=()) -> Result:
-    """Run a recipe on the given objects; returns its metrics and trained model."""
+        set=(), name: str | None = None, callbacks=(), resume_anyway: bool = False) -> Result:
+    """Run a recipe on the given objects; returns its metrics and trained model.
+    `resume_anyway`: resume an unfinished run in `out` even though a data file or folder it
+    trains on changed since it started (`--resume-anyway`)."""
     from mentor.core.fit import user_callbacks
     from mentor.models import load_model
     from mentor.recipes import get_recipe
@@ -146,7 +148,7 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
                               f"{type(callback).__name__}.")
     config = from_dict(apply_overrides(values, overrides))
     name = name or default_name
-    run_dir = RunDir(out or default_run_path(name))
+    run_dir = RunDir(out or default_run_path(name), resume_anyway=bool(resume_anyway))
     with user_callbacks(callbacks):
         metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
     for file in ("model.keras", "student.keras"):

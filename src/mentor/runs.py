@@ -176,7 +176,7 @@ class RunDir:
             f"{what} changed since the unfinished run in {self.path} started (its size, "
             "contents or listing differ): resuming would train one model on two data sets. "
             "Choose another --out to start afresh, restore the data, or pass "
-            "--resume-anyway to resume all the same.")
+            "--resume-anyway (Python: resume_anyway=True) to resume all the same.")
 
     def mark(self, state: str, **info):
         mark(self.path, state, **info)
