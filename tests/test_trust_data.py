@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -77,6 +78,56 @@ def test_deleted_test_images_are_left_out_of_the_accuracy_and_counted(digits, ca
         assert sorted(BadImages.unscored) == sorted(str(data.x.paths[r]) for r in gone)
     assert "4 image(s) could not be read and are left out of its accuracy" in \
         capsys.readouterr().out
+
+
+def test_every_score_leaves_unreadable_test_images_out(digits):
+    """Accuracy is not the only number computed on a test set: distillation's agreement and
+    KL, the robustness cells, AdaMatch's per-epoch target accuracy and `mentor predict`'s
+    rows and accuracy all count only the images that could be read."""
+    import mentor.data.sources as sources
+    from mentor.core.monitor import HeldOutAccuracy
+    from mentor.data.files import scored_mask
+    from mentor.predict import predict_images
+    from mentor.recipes.distill import compare, logits
+    from mentor.robustness import sweep
+    from mentor.runtime import predict
+
+    model, other = bn_classifier(classes=3, size=8), bn_classifier(classes=3, size=8)
+    with BadImages.scope(strict=False):
+        data = load_source(digits, stream="always")
+        gone = [0, 5, 9]
+        for row in gone:
+            os.remove(data.x.paths[row])
+        kept = np.setdiff1d(np.arange(len(data)), gone)
+        clean = np.asarray(ImageFiles(data.x.paths[kept], 8, 1))
+        want = lambda m: float(np.mean(np.argmax(predict(m, clean), -1) == data.y[kept]))
+
+        pair = compare(logits(model, data), logits(other, data), data.y,
+                       scored_mask(data.x, data.name))
+        assert pair["teacher_acc"] == pytest.approx(want(model))
+        assert pair["student_acc"] == pytest.approx(want(other))
+        agree = np.argmax(predict(model, clean), -1) == np.argmax(predict(other, clean), -1)
+        assert pair["student_teacher_agreement"] == pytest.approx(float(np.mean(agree)))
+
+        cells = sweep({"model": model}, data, corruptions=["fog"], severities=(1,))["model"]
+        assert cells["clean_acc"] == pytest.approx(want(model))
+
+        logs = {}
+        monitor = HeldOutAccuracy(data.x, data.y, "target_acc")
+        monitor.set_model(model)
+        monitor.on_epoch_end(0, logs)
+        assert logs["target_acc"] == pytest.approx(want(model))
+
+    # predict on a streamed source whose file breaks after the listing: no row for it
+    with BadImages.scope(strict=False):
+        data = load_source(digits, stream="always")
+        victim = str(data.x.paths[4])
+        with mock.patch.object(sources, "load_source", return_value=data):
+            os.remove(victim)
+            text, summary = predict_images(model, [digits], batch_size=16)
+        assert victim not in text and summary["unreadable_images"] == 1
+        assert summary["images"] == len(data) - 1
+        assert len(text.strip().splitlines()) == len(data)  # the header and one row each
 
 
 def test_unreadable_validation_images_leave_the_batch_with_their_labels(digits):

@@ -7,6 +7,7 @@ import pathlib
 import keras
 
 from mentor.core.run import accuracy, check_model_matches
+from mentor.data.files import scored_mask
 from mentor.data.pipeline import prepare
 from mentor.errors import MentorError
 
@@ -179,7 +180,8 @@ def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bo
                "data": source, "images": len(view)}
     record_overlap(metrics, path, data.x)
     metrics.update(compare(logits(teacher, view, batch_size, gives_probabilities(teacher, view)),
-                           logits(student, view, batch_size), view.y))
+                           logits(student, view, batch_size), view.y,
+                           scored_mask(view.x, view.name)))
     if (path / "baseline.keras").is_file():
         metrics["student_labels_only_acc"] = accuracy(
             load_model(path / "baseline.keras", safe_mode=not unsafe), view, batch_size)

@@ -69,6 +69,7 @@ def predict_images(model, specs: list[str], *, batch_size: int = 256, run=None):
     """(CSV text, summary dict) of `model`'s predictions on the images `specs` name. With
     `run` (the run the model comes from), class names come from its training data, and the
     images it trained on are counted (summary["overlap_images"], and a warning)."""
+    from mentor.data.files import scored_mask
     from mentor.overlap import record_overlap, run_class_names
     from mentor.runtime import predict
 
@@ -88,15 +89,20 @@ def predict_images(model, specs: list[str], *, batch_size: int = 256, run=None):
     names_of = class_names or (source_names if source_names and len(source_names) == classes
                                else None) or [str(i) for i in range(classes)]
     predicted = probs.argmax(-1)
+    # A file that could not be read stood in as its neighbour: it gets no row, no score.
+    scored = scored_mask(x, specs[0])
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["image", "predicted", "class_name", "probability"]
                     + (["label"] if y is not None else []))
     for i, (name, p) in enumerate(zip(names, predicted)):
-        writer.writerow([name, int(p), names_of[p], f"{probs[i, p]:.6f}"]
-                        + ([int(y[i])] if y is not None else []))
-    summary = {"images": len(x)}
+        if scored[i]:
+            writer.writerow([name, int(p), names_of[p], f"{probs[i, p]:.6f}"]
+                            + ([int(y[i])] if y is not None else []))
+    summary = {"images": int(scored.sum())}
+    if not scored.all():
+        summary["unreadable_images"] = int((~scored).sum())
     record_overlap(summary, run, x)
     if y is not None:
-        summary["accuracy"] = float(np.mean(predicted == y))
+        summary["accuracy"] = float(np.mean((predicted == y)[scored]))
     return text.getvalue(), summary

@@ -42,10 +42,15 @@ def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3
     from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, check, corrupt
     from mentor.data.pipeline import prepare
 
+    from mentor.data.files import scored_mask
+
     names = list(corruptions or CORRUPTIONS)
     check(names, severities)
-    out = {m: {"clean_acc": float(np.mean(p == data.y))}
-           for m, p in _predict(models, data.x, batch_size).items()}
+    clean = _predict(models, data.x, batch_size)
+    # A file that could not be read stands in as another image: it counts in no cell, clean
+    # or corrupted (the same rows everywhere, so cells stay comparable).
+    scored = scored_mask(data.x, data.name)
+    out = {m: {"clean_acc": float(np.mean((p == data.y)[scored]))} for m, p in clean.items()}
     cells = [(c, s) for c in names for s in severities]
     start = time.time()
     for i, (c, s) in enumerate(cells, 1):
@@ -57,8 +62,9 @@ def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3
             x, y = cell.x, cell.y
         else:
             x, y = corrupt(data.x, c, s, seed=seed), data.y
+        rows = scored if cifar10c_dir is None else slice(None)
         for m, p in _predict(models, x, batch_size).items():
-            out[m][f"corrupt_acc/{c}/{s}"] = float(np.mean(p == y))
+            out[m][f"corrupt_acc/{c}/{s}"] = float(np.mean((p == y)[rows]))
         _progress(i, len(cells), start, f"{c} {s}")
     for m, metrics in out.items():
         bench = [metrics[f"corrupt_acc/{c}/{s}"] for c in names if c in BENCHMARK_CORRUPTIONS

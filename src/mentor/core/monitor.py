@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from mentor.data.files import scored_mask
 from mentor.runtime import predict
 
 
@@ -24,4 +25,5 @@ class HeldOutAccuracy(keras.callbacks.Callback):
             return
         classifier = getattr(self.model, "classifier", self.model)
         logits = predict(classifier, self.x, self.batch_size)
-        logs[self.name] = float(np.mean(np.argmax(logits, axis=-1) == self.y))
+        scored = scored_mask(self.x, self.name)  # an unreadable file is no hit and no miss
+        logs[self.name] = float(np.mean((np.argmax(logits, axis=-1) == self.y)[scored]))

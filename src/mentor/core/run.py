@@ -132,15 +132,10 @@ def check_model_matches(model: keras.Model, data: ImageSet):
 def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float:
     """Top-1 accuracy over the images of `data` that could be read: a file-backed image
     that fails to decode counts neither as a hit nor in the count (files.scored_rows)."""
-    from mentor.data.files import BadImages, scored_rows, unscored
+    from mentor.data.files import scored_mask
 
     logits = predict(model, data.x, batch_size)
-    scored = scored_rows(data.x)
-    if not scored.all():
-        BadImages.note_unscored(data.name, unscored(data.x))
-    if not scored.any():
-        raise MentorError(f"{data.name}: none of its {len(data)} images can be read (e.g. "
-                          f"{unscored(data.x)[0][0]}); restore the files.")
+    scored = scored_mask(data.x, data.name)
     return float(np.mean((np.argmax(logits, axis=-1) == data.y)[scored]))
 
 

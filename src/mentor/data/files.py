@@ -306,6 +306,19 @@ def unscored(x) -> list[tuple[str, str]]:
     return [(str(p), x.unreadable[p]) for p in x.paths[~scored_rows(x)]]
 
 
+def scored_mask(x, name: str) -> np.ndarray:
+    """`scored_rows` of `x` once its images were decoded for a score, saying (once a file)
+    which are left out; a set none of whose images can be read has no score at all. Every
+    accuracy, agreement or corruption cell mentor reports counts only these rows."""
+    scored = scored_rows(x)
+    if not scored.all():
+        BadImages.note_unscored(name, unscored(x))
+    if not scored.any():
+        raise MentorError(f"{name}: none of its {len(x)} images can be read (e.g. "
+                          f"{unscored(x)[0][0]}); restore the files.")
+    return scored
+
+
 def read_late_log(path) -> list[tuple[str, str]]:
     """The (file, reason) pairs a run's workers recorded, each file once, in order met."""
     if not path or not Path(path).is_file():

@@ -48,6 +48,7 @@ from mentor.core.run import (
     start_run,
 )
 from mentor.core.trainer import Trainer, train_baseline
+from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import Batches, labeled_rows, prepare
 from mentor.data.stream import LabeledDraw
@@ -224,8 +225,13 @@ def gives_probabilities(model, data: ImageSet, n: int = 64) -> bool:
     return bool(out.min() >= 0.0 and np.allclose(out.sum(-1), 1.0, atol=1e-3))
 
 
-def compare(teacher_logits: np.ndarray, student_logits: np.ndarray, labels) -> dict:
-    """Accuracies of both, top-1 agreement and mean KL(teacher ‖ student) at T = 1."""
+def compare(teacher_logits: np.ndarray, student_logits: np.ndarray, labels,
+            scored=None) -> dict:
+    """Accuracies of both, top-1 agreement and mean KL(teacher ‖ student) at T = 1, over
+    the `scored` rows (files.scored_mask: images that could be read; default all)."""
+    if scored is not None:
+        teacher_logits, student_logits = teacher_logits[scored], student_logits[scored]
+        labels = np.asarray(labels)[scored]
     t_top, s_top = teacher_logits.argmax(-1), student_logits.argmax(-1)
     kl = keras.ops.convert_to_numpy(kl_divergence(teacher_logits, student_logits))
     return {"teacher_acc": float(np.mean(t_top == labels)),
@@ -308,7 +314,8 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
     metrics = {"recipe": "distill", "backend": keras.backend.backend(), "steps": taken,
                "teacher_steps": teacher.steps}
     metrics.update(compare(logits(teacher_model, test_view, probabilities=probabilities),
-                           logits(student, test_view), test_view.y))
+                           logits(student, test_view), test_view.y,
+                           scored_mask(test_view.x, test_view.name)))
     baseline_stage = None
     if config.baseline.enabled:
         started = time.time()
