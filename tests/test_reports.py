@@ -32,6 +32,18 @@ def test_consistency_verdict_gives_both_differences_in_points():
     assert "gains 0.5 points on clean images" in verdict(worse)
 
 
+def test_a_verdict_leads_with_what_makes_its_numbers_doubtful():
+    plain = verdict(CONSISTENCY)
+    leaked = verdict({**CONSISTENCY, "warning_test_in_train": 120})
+    assert leaked == ("Doubtful: 120 test images are also training images, so the test numbers "
+                      "overstate it. " + plain)
+    both = verdict({**ADAMATCH, "warning_test_in_train": 3,
+                    "warning_data_changed_on_resume": "data.train"})
+    assert both.startswith("Doubtful: 3 test images") and \
+        "its data (data.train) changed while it was interrupted" in both
+    assert both.endswith(verdict(ADAMATCH))
+
+
 def test_distill_verdict_says_above_or_below_teacher_and_labels_only():
     said = verdict(DISTILL)
     assert "(10,516 parameters, 6.9× fewer than its teacher)" in said  # 72666 / 10516 = 6.91

@@ -96,9 +96,20 @@ _VERDICTS = {"supervised": _supervised, "consistency": _consistency, "distill": 
 
 
 def verdict(metrics: dict) -> str:
-    """One sentence on what the run shows, from its metrics ("" for an unknown recipe)."""
+    """One sentence on what the run shows, from its metrics ("" for an unknown recipe),
+    led by what makes its numbers doubtful, where something does."""
     make = _VERDICTS.get(metrics.get("recipe"))
-    return make(metrics) if make else ""
+    sentence = make(metrics) if make else ""
+    caveats = []
+    if metrics.get("warning_test_in_train"):
+        caveats.append(f"{metrics['warning_test_in_train']} test images are also training "
+                       "images, so the test numbers overstate it")
+    if metrics.get("warning_data_changed_on_resume"):
+        caveats.append(f"its data ({metrics['warning_data_changed_on_resume']}) changed while "
+                       "it was interrupted, so it trained on two data sets")
+    if sentence and caveats:
+        return "Doubtful: " + "; ".join(caveats) + ". " + sentence
+    return sentence
 
 
 GLOSSARY = {
@@ -145,6 +156,16 @@ GLOSSARY = {
     "seconds": "wall-clock time of the whole run",
     "skipped_images": "files in the image folders that did not decode (corrupt, truncated, "
                       "empty) and were left out; the log names them (--strict refuses them)",
+    "skipped_files": "the first of the skipped files (the log names them all)",
+    "unscored_images": "test or validation images that could not be read when they were "
+                       "scored (deleted or damaged during the run): left out of every "
+                       "accuracy, from the hits and from the count",
+    "unscored_files": "the first of the unscored files",
+    "warning_test_in_train": "test images that are also training images (the same file, or "
+                             "the same pixels): the test accuracy then measures memorisation",
+    "warning_data_changed_on_resume": "data sources that changed while the run was "
+                                      "interrupted and that it resumed on anyway "
+                                      "(--resume-anyway): the model trained on both versions",
     "images": "how many images were evaluated",
 }
 

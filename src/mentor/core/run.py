@@ -166,6 +166,7 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) ->
     from mentor.config import dumps, to_dict
     from mentor.data.files import BadImages
     from mentor.report import write_report
+    from mentor.runs import read_mark
 
     skipped = BadImages.all_skipped()
     if skipped:  # files of image folders that did not decode (the log named them)
@@ -183,6 +184,10 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) ->
         warnings.append(f"{overlap} test images are also training images (data.test = "
                         f"{config.data.test}, data.train = {config.data.train}): the test "
                         "accuracy measures memorisation, not generalisation.")
+    changed = read_mark(run_dir.path).get("data_changed")
+    if changed:  # resumed with --resume-anyway (write_metrics records the key)
+        warnings.append(f"{', '.join(changed)} changed while this run was interrupted, and "
+                        "it resumed anyway: its model trained on both versions of the data.")
     metrics["seconds"] = round(time.time() - run_dir.started, 1)
     shown = {k: v for k, v in metrics.items() if "/" not in k}
     write_report(run_dir.file("report.html"), title, shown, figures, dumps(to_dict(config)),
