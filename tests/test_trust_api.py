@@ -145,6 +145,9 @@ def test_a_run_from_python_objects_is_evaluated_and_predicted_without_them(
     data = write_npz(tmp_path / "test.npz", x=x[:30], y=y[:30])
     monkeypatch.setattr(mentor.objects, "_objects", {})  # as in a new process
     assert main(["evaluate", run, "--data", data, "--json", str(tmp_path / "e.json")]) == 0
+    # its training arrays are gone with the process: the overlap check says so, no traceback
+    err = capsys.readouterr().err
+    assert "arrays given from Python" in err and "Traceback" not in err
     evaluated = json.loads((tmp_path / "e.json").read_text())
     assert evaluated["test_acc"] == pytest.approx(result.metrics["test_acc"])
     assert main(["predict", run, data, "--out", str(tmp_path / "p.csv")]) == 0

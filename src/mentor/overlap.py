@@ -77,8 +77,13 @@ def warn_test_in_train(train, val, test, test_spec: str, train_spec: str) -> int
 def _run_data(run: str):
     from mentor.config import load_config
     from mentor.data.splits import load_splits
+    from mentor.objects import DATA_PREFIX, unresolved
 
-    config, _ = load_config(str(pathlib.Path(run) / "config.toml"))
+    with unresolved():  # a model given from Python is not needed to read its data
+        config, _ = load_config(str(pathlib.Path(run) / "config.toml"))
+    if config.data.train.startswith(DATA_PREFIX):
+        raise MentorError("its training images were arrays given from Python (mentor.api), "
+                          "which the run folder does not keep")
     train, val, _ = load_splits(config.data, config.seed)
     return config, train, val
 
