@@ -91,6 +91,31 @@ def test_a_file_given_as_out_is_refused(capsys, tmp_path):
     assert code == 2 and "is a file, not a folder" in err and victim.read_text() == "mine"
 
 
+def test_a_run_folder_inside_its_data_folder_is_refused_before_it_is_made(capsys, tmp_path):
+    from conftest import write_digit_folder
+
+    images = pathlib.Path(write_digit_folder(tmp_path / "imgs", per_class=4, classes=2, size=8))
+    before = sorted(os.listdir(images))
+    code, _, err = run_cli(capsys, "train", "demo", "--set", f"data.train=folder:{images}",
+                           "--out", images / "run")
+    assert code == 2 and "lies in (or holds) the data folder" in err
+    assert sorted(os.listdir(images)) == before  # no class folder named after the run
+
+
+def test_an_empty_out_is_refused_not_replaced_by_a_default(capsys):
+    code, _, err = run_cli(capsys, *TRAIN, "--out", "")
+    assert code == 2 and "--out is empty" in err
+
+
+def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path, monkeypatch):
+    from mentor.runs import default_run_path
+
+    monkeypatch.chdir(tmp_path)
+    first, second = default_run_path("demo"), default_run_path("demo")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert second.name.startswith(first.name)
+
+
 def test_new_and_empty_folders_are_marked_before_anything_else_is_written(tmp_path):
     for path in (tmp_path / "new" / "nested", tmp_path / "empty"):
         if path.name == "empty":
@@ -190,6 +215,43 @@ def test_a_result_file_never_replaces_an_input_or_a_model(case, capsys, tmp_path
     code, _, err = run_cli(capsys, *argv)
     assert code == 1 and "Traceback" not in err and "Give another file name" in err, err
     assert victim.read_bytes() == before
+
+
+def test_a_result_file_never_replaces_the_data_the_runs_model_trained_on(capsys, tmp_path,
+                                                                          model_and_images):
+    model, images = model_and_images
+    listed = tmp_path / "l.csv"
+    listed.write_text("path,label\n" + "".join(f"imgs/{i}.png,{i % 2}\n" for i in range(3)))
+    run = mark_run(tmp_path / "run")
+    (run / "config.toml").write_text(f'recipe = "supervised"\n[data]\ntrain = "{listed}"\n')
+    bn_classifier(classes=10, size=8).save(run / "model.keras")
+    (run / "metrics.json").write_text("{}")
+    before = listed.read_bytes()
+    code, _, err = run_cli(capsys, "predict", run, images, "--out", listed)
+    assert code == 1 and "the data its model trained on" in err
+    assert listed.read_bytes() == before
+
+
+def test_an_existing_file_is_replaced_only_when_it_is_this_commands_result(
+        capsys, tmp_path, model_and_images, monkeypatch):
+    model, images = model_and_images
+    monkeypatch.chdir(tmp_path)
+    users = tmp_path / "predictions.csv"
+    users.write_text("my,own,table\n")
+    code, _, err = run_cli(capsys, "predict", model, images)  # the default --out
+    assert code == 1 and "is not a result of this command" in err
+    assert users.read_text() == "my,own,table\n"
+    users.unlink()
+    assert run_cli(capsys, "predict", model, images)[0] == 0
+    assert run_cli(capsys, "predict", model, images)[0] == 0  # its own result: replaced
+    data = write_npz(tmp_path / "t.npz", x=np.zeros((4, 8, 8, 1), np.uint8), y=np.arange(4))
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    code, _, err = run_cli(capsys, "evaluate", model, "--data", data, "--json", notes)
+    assert code == 1 and json.loads(notes.read_text()) == {"mine": 1}
+    notes.unlink()
+    assert run_cli(capsys, "evaluate", model, "--data", data, "--json", notes)[0] == 0
+    assert run_cli(capsys, "evaluate", model, "--data", data, "--json", notes)[0] == 0
 
 
 def test_a_result_file_is_not_written_into_a_run_folder(capsys, tmp_path, model_and_images):

@@ -117,7 +117,7 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     from mentor.core.fit import user_callbacks
     from mentor.models import load_model
     from mentor.recipes import get_recipe
-    from mentor.runs import RunDir, default_run_path
+    from mentor.runs import RunDir, default_run_path, input_paths
 
     values, default_name = _values(config)
     overrides = _overrides(set)
@@ -148,7 +148,10 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
                               f"{type(callback).__name__}.")
     config = from_dict(apply_overrides(values, overrides))
     name = name or default_name
-    run_dir = RunDir(out or default_run_path(name), resume_anyway=bool(resume_anyway))
+    if out is not None and not str(out).strip():
+        raise UsageError("out is an empty path; give a folder, or None for runs/NAME-TIMESTAMP.")
+    run_dir = RunDir(out or default_run_path(name), resume_anyway=bool(resume_anyway),
+                     inputs=input_paths(to_dict(config)))
     with user_callbacks(callbacks):
         metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
     for file in ("model.keras", "student.keras"):

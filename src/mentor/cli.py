@@ -44,7 +44,11 @@ def _train(args):
 
     _join_processes(args)
     config, name = load_config(args.config, args.set + _runtime_overrides(args))
-    run_dir = RunDir(args.out or default_run_path(name), resume_anyway=args.resume_anyway)
+    from mentor.config import to_dict
+    from mentor.runs import input_paths
+
+    run_dir = RunDir(args.out or default_run_path(name), resume_anyway=args.resume_anyway,
+                     inputs=input_paths(to_dict(config)))
     print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
     with unsafe_loading(args.unsafe):
         metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
@@ -109,7 +113,8 @@ def _evaluate(args):
     from mentor.evaluate import evaluate_model, evaluate_run, model_and_run
 
     if args.json:  # refused now, not after minutes of evaluation whose result would be lost
-        _check_output_file(args.json, "--json", [args.model, args.data])
+        _check_output_file(args.json, "--json", [args.model, args.data],
+                           mine=_is_evaluation)
     if os.path.isdir(args.model):  # a run: its models side by side
         metrics = evaluate_run(args.model, args.data, batch_size=args.batch_size,
                                unsafe=args.unsafe)
@@ -139,24 +144,28 @@ _NOT_A_RESULT = {".keras", ".h5", ".npz", ".npy", ".png", ".jpg", ".jpeg", ".bmp
                  ".tar", ".bz2", ".zip", ".py"}
 
 
-def _check_output_file(name, flag: str, inputs=(), *, replaces: str = "", create: bool = True):
+def _check_output_file(name, flag: str, inputs=(), *, replaces: str = "", create: bool = True,
+                       mine=None):
     """Refuse a result file that would destroy something: one of this command's inputs
-    (the model, a run folder's files, an image or data file), an existing model, image or
-    data file, or a file inside a run folder of mentor's. Then create the folders it goes
-    into and check that it can be written there."""
+    (the model, a run folder's files, an image or data file, and the data that run was
+    trained on), or an existing file mentor did not write (`mine(path)` says whether an
+    existing file is a result of the same kind, which may be replaced), or a file inside a
+    run folder of mentor's. Then create the folders it goes into and check that it can be
+    written there."""
     from mentor.runs import TEMP_PREFIX, _source_path, owner_of
 
     path = pathlib.Path(name)
     if path.is_dir():
         raise MentorError(f"{flag} {path} is a directory; give a file name, e.g. "
                           f"{flag} {path / 'metrics.json'}.")
-    for spec in inputs:
+    for spec in [*inputs, *_trained_on(inputs)]:
         given = _source_path(str(spec)) if spec is not None else None
         if given is None:
             continue
         if path.exists() and os.path.samefile(path, given):
-            raise MentorError(f"{flag} {path} is an input of this command: writing it would "
-                              "destroy it. Give another file name.")
+            raise MentorError(f"{flag} {path} is an input of this command (or the data its "
+                              "model trained on): writing it would destroy it. Give another "
+                              "file name.")
         if os.path.isdir(given) and path.exists() and \
                 pathlib.Path(given).resolve() in path.resolve().parents:
             raise MentorError(f"{flag} {path} is a file of the input folder {given}: writing "
@@ -164,6 +173,9 @@ def _check_output_file(name, flag: str, inputs=(), *, replaces: str = "", create
     if path.exists() and path.suffix.lower() in _NOT_A_RESULT - {replaces}:
         raise MentorError(f"{flag} {path} exists and is a {path.suffix} file, not a result "
                           "mentor wrote: mentor will not overwrite it. Give another file name.")
+    if path.is_file() and mine is not None and not mine(path):
+        raise MentorError(f"{flag} {path} exists and is not a result of this command: mentor "
+                          "will not overwrite it. Give another file name, or move it away.")
     run = owner_of(path)
     if run is not None:
         raise MentorError(f"{flag} {path} lies in {run}, a folder mentor writes itself; give "
@@ -181,6 +193,47 @@ def _check_output_file(name, flag: str, inputs=(), *, replaces: str = "", create
         reason = f"{found} is a file, not a folder" if not found.is_dir() else e.strerror or e
         raise MentorError(f"cannot write {flag} {path} ({reason}). Give a path in a "
                           "writable folder.") from None
+
+
+def _trained_on(inputs) -> list[str]:
+    """The data files and folders the runs among `inputs` were trained on."""
+    import tomllib
+
+    from mentor.runs import input_paths
+
+    found = []
+    for spec in inputs:
+        config = pathlib.Path(str(spec)) / "config.toml"
+        if config.is_file():
+            try:
+                found += input_paths(tomllib.loads(config.read_text(encoding="utf-8")))
+            except (ValueError, OSError):
+                continue  # a damaged config: evaluate/predict say so themselves
+    return found
+
+
+def _starts_with(header: str):
+    """Whether an existing file begins with `header`: a result mentor wrote before."""
+    def mine(path) -> bool:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read(len(header)) == header
+        except (OSError, UnicodeDecodeError):
+            return False
+    return mine
+
+
+PREDICTIONS_HEADER = "image,predicted,class_name,probability"
+
+
+def _is_evaluation(path) -> bool:
+    """Whether an existing file is metrics `mentor evaluate --json` wrote."""
+    try:
+        metrics = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and "images" in metrics and \
+        any(k.endswith("_acc") for k in metrics)
 
 
 def _write_file_atomically(name, text: str, flag: str):
@@ -241,7 +294,8 @@ def _predict(args):
     from mentor.models import load_model
     from mentor.predict import predict_images
 
-    _check_output_file(args.out, "--out", [args.model, *args.images])
+    _check_output_file(args.out, "--out", [args.model, *args.images],
+                       mine=_starts_with(PREDICTIONS_HEADER))
     model_file, run = model_and_run(args.model)
     model = load_model(model_file, safe_mode=not args.unsafe)
     text, summary = predict_images(model, args.images, batch_size=args.batch_size, run=run)
@@ -587,6 +641,10 @@ def _main(argv=None) -> int:
         check_backend()  # before anything imports Keras, whose own error is a traceback
         parser = build_parser()
         args = parser.parse_args(argv)
+        for flag in ("out", "json"):
+            value = getattr(args, flag, None)
+            if value is not None and not str(value).strip():
+                raise UsageError(f"--{flag} is empty; give a path (or leave --{flag} out).")
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

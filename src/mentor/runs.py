@@ -49,7 +49,7 @@ else:  # pragma: no cover
 
 from mentor.config import dumps
 from mentor.errors import MentorError, UsageError
-from mentor.runtime import barrier, from_process_0, writes
+from mentor.runtime import barrier, from_process_0, process_shard, writes
 
 
 class NotOurs(MentorError):
@@ -58,14 +58,30 @@ class NotOurs(MentorError):
 
 
 def default_run_path(name: str, root: str = "runs") -> pathlib.Path:
+    """runs/NAME-TIMESTAMP, made here: a second run started in the same second (another
+    shell, a script's loop) gets NAME-TIMESTAMP-2, not the first one's folder. In a
+    multi-process job every process must name the same folder, so there it is only named
+    (give such jobs --out)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return pathlib.Path(root) / f"{name}-{stamp}"
+    base = pathlib.Path(root) / f"{name}-{stamp}"
+    if process_shard()[1] > 1:
+        return base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()  # atomic: of two processes, one gets each name
+            return path
+        except FileExistsError:
+            continue
+    return base
 
 
 class RunDir:
-    def __init__(self, path, *, kind: str = "run", resume_anyway: bool = False):
+    def __init__(self, path, *, kind: str = "run", resume_anyway: bool = False, inputs=()):
         self.path = pathlib.Path(path)
         self.resume_anyway = resume_anyway
+        check_not_inside(self.path, inputs)
         claim(self.path, kind)
         if (self.path / "metrics.json").exists():
             raise MentorError(
@@ -457,6 +473,25 @@ def claim(path, kind: str = "run") -> pathlib.Path:
     return path
 
 
+def check_not_inside(out, inputs):
+    """A run folder inside a data folder it reads (or one holding it) would be read as data
+    next time (a class folder named after the run) or write among the user's images."""
+    out = pathlib.Path(os.path.abspath(out))
+    for given in inputs:
+        folder = pathlib.Path(os.path.abspath(given))
+        if not folder.is_dir():
+            continue
+        if folder == out or folder in out.parents or out in folder.parents:
+            raise UsageError(
+                f"--out {out} lies in (or holds) the data folder {given} that this run reads: "
+                "its files would mix with the data. Give --out a folder outside it.")
+
+
+def input_paths(values: dict) -> list[str]:
+    """The files and folders on disk that a config reads (data, a teacher, a model file)."""
+    return [f["path"] for f in data_fingerprints(values, hashed=False).values()]
+
+
 def read_mark(path) -> dict:
     """The folder's mark ({} where there is none, or none that reads as one)."""
     try:
@@ -508,9 +543,10 @@ def written_by_mentor(file) -> bool:
         read_mark(root).get("files", [])
 
 
-def data_fingerprints(values: dict) -> dict:
+def data_fingerprints(values: dict, hashed: bool = True) -> dict:
     """Each data source of a config that is a file or folder on disk (data.train, a
-    target's, a teacher's file…), as {key: fingerprint}: what a resume compares."""
+    target's, a teacher's file…), as {key: fingerprint}: what a resume compares (with
+    `hashed` false, only {"path": …})."""
     found = {}
 
     def walk(section, prefix):
@@ -521,7 +557,7 @@ def data_fingerprints(values: dict) -> dict:
             elif isinstance(value, str) and prefix.split(".")[0] in _DATA_SECTIONS:
                 target = _source_path(value)
                 if target is not None:
-                    found[dotted] = fingerprint(target)
+                    found[dotted] = fingerprint(target) if hashed else {"path": target}
 
     walk(values, "")
     return found

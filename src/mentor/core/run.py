@@ -20,9 +20,10 @@ def start_run(config, out, name: str):
     the data. Returns (run_dir, train, val, test)."""
     from mentor.config import to_dict
     from mentor.data.splits import load_splits
-    from mentor.runs import RunDir
+    from mentor.runs import RunDir, input_paths
 
-    run_dir = out if isinstance(out, RunDir) else RunDir(out)
+    run_dir = out if isinstance(out, RunDir) else RunDir(
+        out, inputs=input_paths(to_dict(config)))
     keras.utils.set_random_seed(config.seed)
     run_dir.write_config(to_dict(config), name)
     train, val, test = load_splits(config.data, config.seed)
