@@ -145,6 +145,32 @@ def test_status_recognises_a_run_by_its_mark_not_by_its_file_names(capsys, tmp_p
     assert code == 0 and "completed" in out
 
 
+def test_a_status_whose_pid_now_names_another_process_is_interrupted(capsys, tmp_path):
+    import socket
+
+    from mentor.runs import read_status
+
+    run = mark_run(tmp_path / "run")
+    status = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+              "pid_started": -1}  # this pid, but a process that started at another time
+    (run / "status.json").write_text(json.dumps(status))
+    assert read_status(run)["state"] == "interrupted"
+    del status["pid_started"]  # written by an older mentor: the pid alone is all there is
+    (run / "status.json").write_text(json.dumps(status))
+    assert read_status(run)["state"] == "running"
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    """`mentor presets | head -1`: the reader has gone before mentor writes (it closes its
+    end at once, while mentor is still importing)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mentor", "presets"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
 # ---- clean-up deletes only what the mark lists --------------------------------------------
 
 

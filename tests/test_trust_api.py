@@ -324,3 +324,49 @@ def test_a_distill_run_with_a_python_teacher_says_how_to_evaluate_it(tmp_path, c
         err = capsys.readouterr().err
         assert "keras.Model given from Python" in err and "student.keras" in err
     assert main(["evaluate", str(tmp_path / "kd" / "student.keras"), "--data", data]) == 0
+
+
+# ----------------------------------------------------------------------------- more doors
+
+
+def test_a_preset_name_cannot_reach_a_file_outside_the_presets(tmp_path):
+    import mentor.config
+    from mentor.config import read_toml
+
+    evil = tmp_path / "evil.toml"
+    evil.write_text('recipe = "supervised"\n')
+    presets = pathlib.Path(str(mentor.config._preset_dir()))
+    climb = os.path.relpath(tmp_path / "evil", presets)  # ../../…/evil, no .toml
+    with pytest.raises(MentorError, match="unknown preset"):
+        read_toml(climb)
+
+
+def test_a_config_nested_too_deeply_is_refused_with_a_message(tmp_path):
+    from mentor.config import read_toml
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(MentorError, match="nests arrays or tables too deeply"):
+        read_toml(str(deep))
+
+
+def test_paths_are_taken_wherever_a_string_path_is(tmp_path):
+    from mentor.config import load_config
+    from mentor.data.sources import load_source
+
+    config = tmp_path / "c.toml"
+    config.write_text('recipe = "supervised"\n')
+    assert load_config(config)[0].recipe == "supervised"
+    x, y = arrays(12)
+    data = pathlib.Path(write_npz(tmp_path / "d.npz", x=x, y=y))
+    assert len(load_source(data)) == 12
+    with pytest.raises(MentorError, match="spec string or a path, got int"):
+        load_source(12)
+
+
+def test_images_of_several_shapes_given_from_python_get_a_message():
+    from mentor.api import as_source
+
+    ragged = [np.zeros((8, 8, 1), np.uint8), np.zeros((9, 9, 1), np.uint8)]
+    with pytest.raises(MentorError, match="not all of one shape"):
+        as_source((ragged, [0, 1]), "data.train")

@@ -57,12 +57,20 @@ class Result:
 
 def as_source(data, role: str) -> str:
     """A data role's value as a source string: arrays and ImageSets are registered."""
+    if isinstance(data, os.PathLike):
+        data = os.fspath(data)
     if isinstance(data, str):
         return data
     if isinstance(data, ImageSet):
         return register(data, DATA_PREFIX)
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = (np.asarray(a) for a in data)
+        try:
+            x, y = (np.asarray(a) for a in data)
+        except ValueError:  # a ragged list: numpy cannot make one array of it
+            raise MentorError(
+                f"{role}: the images (or labels) are not all of one shape, so they make no "
+                "N×H×W×C array; resize them to one size first, or save them as an image "
+                "folder and use data.image_size.") from None
         return register(ImageSet(x, y, name=f"{role} arrays"), DATA_PREFIX)
     raise MentorError(f"{role} takes (x, y) arrays, an ImageSet or a source string, got "
                       f"{type(data).__name__}.")

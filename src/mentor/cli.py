@@ -652,6 +652,12 @@ def _main(argv=None) -> int:
     except MentorError as e:
         print(f"mentor: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+    except BrokenPipeError:
+        # The reader went away (`mentor presets | head -1`): what it wanted it has. Point
+        # stdout at nothing so that Python's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Terminated:
         print("mentor: terminated (SIGTERM); run the same command to resume", file=sys.stderr)
         return 143

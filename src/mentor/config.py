@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import difflib
 import importlib.resources
+import os
 import pathlib
 import re
 import sys
@@ -655,8 +656,14 @@ def list_presets() -> list[tuple[str, str]]:
     return out
 
 
-def read_toml(source: str) -> tuple[dict, str, str]:
-    """Read a preset name or a TOML path. Returns (values, name, text)."""
+def read_toml(source) -> tuple[dict, str, str]:
+    """Read a preset name or a TOML path (a str or a path object). Returns (values, name,
+    text)."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str):
+        raise UsageError(f"a config is a preset name or a .toml path, got "
+                         f"{type(source).__name__} {source!r}.")
     path = pathlib.Path(source)
     if source.endswith(".toml") or path.exists():
         if not path.is_file():
@@ -672,8 +679,10 @@ def read_toml(source: str) -> tuple[dict, str, str]:
         except OSError as e:
             raise UsageError(f"cannot read config file {source} ({e.strerror or e}).") from None
     else:
+        # a preset is a plain name: "../x" must not reach a file outside the presets
         entry = _preset_dir() / f"{source}.toml"
-        if not entry.is_file():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", source) or source.startswith(".") \
+                or not entry.is_file():
             names = [n for n, _ in list_presets()]
             close = difflib.get_close_matches(source, names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -686,6 +695,9 @@ def read_toml(source: str) -> tuple[dict, str, str]:
         return tomllib.loads(text), name, text
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{source} is not valid TOML: {e}.") from None
+    except RecursionError:
+        raise UsageError(f"{source} nests arrays or tables too deeply to be a config; a "
+                         "mentor config is a few flat sections.") from None
 
 
 def load_config(source: str, overrides: list[str] = ()):

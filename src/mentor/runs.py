@@ -321,19 +321,33 @@ def read_status(path) -> dict:
     if (path / "metrics.json").is_file():
         status["state"] = "completed"
     elif status.get("state") == "running" and status.get("host") == socket.gethostname() \
-            and not _alive(status.get("pid", -1)):
+            and not _alive(status.get("pid", -1), status.get("pid_started")):
         status["state"] = "interrupted"
     return status
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, started=None) -> bool:
+    """Whether process `pid` is the one that wrote the status: alive, and (where the status
+    recorded it) started when that one did; a pid the system gave to another process since
+    (after a reboot, or many processes later) is not the run."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, OverflowError):
-        return pid > 0
-    return True
+    except (PermissionError, ValueError, OverflowError, TypeError):
+        return isinstance(pid, int) and pid > 0
+    now = _started(int(pid))
+    return started is None or now is None or now == started
+
+
+def _started(pid: int):
+    """When process `pid` started, in clock ticks since boot (Linux), or None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])  # field 22 of proc(5): starttime; fields[0] is field 3
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def recorded(run):
@@ -392,7 +406,7 @@ def mark(run_path, state: str, **info):
     if state == "running" and status.get("state") != "running":
         status = {"started": now}
     status.update(state=state, updated=now, pid=os.getpid(), host=socket.gethostname(),
-                  **info)
+                  pid_started=_started(os.getpid()), **info)
     if state != "failed":
         status.pop("message", None)
     _atomic_write(path, json.dumps(status, indent=2) + "\n")

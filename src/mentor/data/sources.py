@@ -196,6 +196,11 @@ def load_source(spec: str, *, image_size: int | None = None, cache: Path | None 
     lists are decoded into memory or streamed from disk (`stream`, `workers`: `load_files`).
     """
     cache = Path(cache) if cache is not None else cache_dir()
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise MentorError(f"a data source is a spec string or a path, got "
+                          f"{type(spec).__name__} {spec!r} (`mentor sources` lists them).")
     scheme, sep, _ = spec.partition(":")
     if sep and scheme == "memory":  # arrays or an ImageSet given from Python (mentor.api)
         from mentor.objects import lookup
