@@ -150,6 +150,20 @@ def test_check_backend_refuses_an_unknown_backend_and_names_the_valid_ones(monke
     check_backend()
 
 
+def test_a_backend_that_is_not_installed_is_named_with_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from mentor._backend import check_backend
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "jax" else find_spec(name, *a))
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    with pytest.raises(MentorError, match=r"KERAS_BACKEND=jax is not installed: `pip install jax`"):
+        check_backend()
+
+
 def test_cli_with_an_unknown_backend_exits_with_the_message_not_a_traceback():
     env = dict(os.environ, KERAS_BACKEND="pytorch")
     result = subprocess.run([sys.executable, "-m", "mentor", "presets"], env=env, check=False,

@@ -24,8 +24,22 @@ def check_backend():
     """Refuse a KERAS_BACKEND mentor does not run on (a typo such as "pytorch", or Keras's
     numpy and openvino backends, which cannot train), before Keras fails on import with a
     traceback. Not called on import: `import mentor` must not raise."""
+    import importlib.util
+
     backend = os.environ.get("KERAS_BACKEND", "")
     if backend and backend not in BACKENDS:
         raise UsageError(
             f"KERAS_BACKEND={backend!r} is not a backend mentor runs on; set KERAS_BACKEND to "
             f"one of {', '.join(BACKENDS)}, or unset it for {DEFAULT_BACKEND}.")
+    backend = backend or DEFAULT_BACKEND
+    if backend not in sys.modules and importlib.util.find_spec(backend) is None:
+        chosen = (f"KERAS_BACKEND={backend}" if os.environ.get("KERAS_BACKEND")
+                  else f"the default backend, {backend},")
+        raise UsageError(
+            f"{chosen} is not installed: `{_INSTALL[backend]}` installs it, or set "
+            f"KERAS_BACKEND to an installed one of {', '.join(BACKENDS)}.")
+
+
+_INSTALL = {"torch": "pip install torch (on a machine without a GPU, PyTorch's CPU-only "
+                     "build, as its install guide describes)",
+            "jax": "pip install jax", "tensorflow": "pip install tensorflow-cpu"}
