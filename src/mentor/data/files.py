@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mentor.data.imageset import float_scale
 from mentor.data.memory import check_fits_in_memory
+from mentor.data.pixels import float_scale
 from mentor.data.resize import resize_and_pad_one, to_channels
 from mentor.errors import MentorError
 
