@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from mentor.data.imageset import ImageSet
-from mentor.runtime import predict
+from mentor.inference import predict
 
 
 def _predict(models: dict, x: np.ndarray, batch_size: int) -> dict:

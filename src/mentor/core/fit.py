@@ -27,13 +27,9 @@ from mentor.core.optim import build_optimizer
 from mentor.data.files import ImageFiles
 from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
+from mentor.inference import trim_to_devices
 from mentor.runs import check_free_space, mark
-from mentor.runtime import (
-    eval_batch_size,
-    process_shard,
-    trim_to_devices,
-    writes,
-)
+from mentor.runtime import eval_batch_size, process_shard, writes
 
 
 @dataclasses.dataclass(frozen=True)
