@@ -30,7 +30,7 @@ LAYERS = [
     # reads its DataConfig
     ["mentor.data", "mentor.models", "mentor.augment", "mentor.corruptions", "mentor.config",
      "mentor.inference"],
-    ["mentor.runtime", "mentor.losses", "mentor.objects"],
+    ["mentor.runtime", "mentor.losses", "mentor.objects", "mentor.pixels"],
     ["mentor.errors", "mentor.compat", "mentor._backend", "mentor"],
 ]
 

@@ -1,6 +1,9 @@
-"""How float pixels read as 0..255: the one rule for images in memory and images in files."""
+"""Pixel rules every image obeys, in memory, in files or corrupted: how float pixels read as
+0..255 (`float_scale`), and conversion between gray and RGB (`to_channels`)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from mentor.errors import MentorError
 
@@ -31,3 +34,29 @@ def float_scale(lo: float, hi: float, name: str) -> float:
                "np.clip(x, 0, 1); a 0..255 image this dark should be passed as uint8")
     raise MentorError(f"{name}: {FLOAT_RANGES}; found [{lo:g}, {hi:g}]. Convert them: {fix}; "
                       "or pass uint8 images.")
+
+
+# ITU-R BT.601 luma weights in thousandths: integer arithmetic rounds exactly, and a gray
+# pixel repeated to RGB comes back unchanged (the weights sum to 1000).
+_LUMA_PER_MILLE = np.array([299, 587, 114], dtype=np.uint32)
+
+
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """Convert channels-last uint8 images to 1 or 3 channels.
+
+    1 → 3 repeats the gray value; 3 → 1 takes the ITU-R 601 luma (0.299 R + 0.587 G +
+    0.114 B, rounded); equal counts return `x` unchanged.
+    """
+    x = np.asarray(x)
+    have = x.shape[-1] if x.ndim else 0
+    if have == channels:
+        return x
+    if (have, channels) == (1, 3):
+        return np.repeat(x, 3, axis=-1)
+    if (have, channels) == (3, 1):
+        luma = (x.astype(np.uint32) @ _LUMA_PER_MILLE + 500) // 1000  # +500: round half up
+        return luma.astype(np.uint8)[..., None]
+    raise MentorError(
+        f"cannot convert images of shape {x.shape} (channels last) to {channels} channel(s); "
+        "mentor converts between 1 (gray) and 3 (RGB) channels only."
+    )

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mentor.data.pixels import float_scale
 from mentor.errors import MentorError
+from mentor.pixels import float_scale
 
 
 def as_uint8_images(x, name: str) -> np.ndarray:
