@@ -32,7 +32,8 @@ from importlib.metadata import version
 import numpy as np
 
 from mentor.corruptions import CORRUPTIONS, corrupt
-from mentor.data.resize import resize_and_pad, to_channels
+from mentor.data.resize import resize_and_pad
+from mentor.pixels import to_channels
 from mentor.data.sources import load_source
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))

@@ -24,7 +24,7 @@ from PIL import Image
 
 from mentor.data import download, sources
 from mentor.data.download import cache_dir, extract, fetch
-from mentor.data.resize import resize_and_pad, resize_and_pad_one, to_channels
+from mentor.data.resize import resize_and_pad, resize_and_pad_one
 from mentor.data.sources import (
     CIFAR10C_CORRUPTIONS,
     DOWNLOADS,
@@ -33,6 +33,7 @@ from mentor.data.sources import (
     per_class_subset,
 )
 from mentor.errors import MentorError
+from mentor.pixels import to_channels
 
 rng = np.random.default_rng(0)
 

@@ -139,7 +139,7 @@ def test_predictions_on_a_streamed_set_come_in_the_order_of_its_files(folder):
     """Four batches, decoded by threads: each prediction belongs to its own image."""
     from conftest import bn_classifier
 
-    from mentor.runtime import predict
+    from mentor.inference import predict
 
     lazy, eager = both(folder)
     model = bn_classifier(classes=10, size=12)

@@ -63,7 +63,7 @@ def demo_args(*sets):
 
 def test_deleted_test_images_are_left_out_of_the_accuracy_and_counted(digits, capsys):
     from mentor.core.run import accuracy
-    from mentor.runtime import predict
+    from mentor.inference import predict
 
     model = bn_classifier(classes=3, size=8)
     with BadImages.scope(strict=False):
@@ -90,7 +90,7 @@ def test_every_score_leaves_unreadable_test_images_out(digits):
     from mentor.predict import predict_images
     from mentor.recipes.distill import compare, logits
     from mentor.robustness import sweep
-    from mentor.runtime import predict
+    from mentor.inference import predict
 
     model, other = bn_classifier(classes=3, size=8), bn_classifier(classes=3, size=8)
     with BadImages.scope(strict=False):

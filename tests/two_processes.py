@@ -20,13 +20,8 @@ import numpy as np  # noqa: E402
 
 from mentor.data.imageset import ImageSet  # noqa: E402
 from mentor.data.pipeline import Batches, PairedBatches  # noqa: E402
-from mentor.runtime import (  # noqa: E402
-    predict,
-    process_shard,
-    runtime,
-    start_processes,
-    trim_to_devices,
-)
+from mentor.inference import predict, trim_to_devices  # noqa: E402
+from mentor.runtime import process_shard, runtime, start_processes  # noqa: E402
 
 RECIPES = ("supervised", "consistency", "distill", "adamatch")
 EVAL_IMAGES = 7  # odd: the padding to the device count and its removal are exercised

@@ -252,7 +252,7 @@ def _write_file_atomically(name, text: str, flag: str):
 
 def _robustness(args):
     from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS
-    from mentor.robustness import evaluate_file
+    from mentor.evaluate import evaluate_file
 
     names = _csv(args.corruptions)
     severities = _severities(args.severities)

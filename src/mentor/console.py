@@ -3,6 +3,8 @@ for a corruption sweep the mean per corruption (the per-cell values stay in metr
 
 from __future__ import annotations
 
+from mentor.verdict import verdict
+
 _SETUP_KEYS = ("recipe", "mode", "backend", "devices", "precision", "seconds")
 
 
@@ -43,7 +45,7 @@ def format_value(key: str, value) -> str:
 
 def corruption_means(metrics: dict) -> dict[str, dict[str, float]]:
     """model prefix ("", "teacher_", "student_") → corruption → mean over severities."""
-    from mentor.robustness import tables
+    from mentor.corruptions.tables import tables  # here: `mentor --help` loads no corruptions
 
     prefixes = dict.fromkeys(k.partition("corrupt_acc/")[0] for k in metrics
                              if "corrupt_acc/" in k)
@@ -69,8 +71,6 @@ def corruption_table(metrics: dict) -> list[str]:
 
 
 def print_metrics(metrics: dict, path):
-    from mentor.verdict import verdict
-
     said = verdict(metrics)
     print("\nresults:" + (f" {said}" if said else ""))
     for key, value in metrics.items():

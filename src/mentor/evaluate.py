@@ -1,15 +1,21 @@
-"""Evaluate a saved model, or a finished run's models, on any data source."""
+"""Evaluate a saved model, or a finished run's models, on any data source: accuracy
+(`mentor evaluate`), or accuracy under every corruption (`mentor robustness`)."""
 
 from __future__ import annotations
 
 import pathlib
+import sys
+import time
 
 import keras
 
 from mentor.core.run import accuracy, check_model_matches
+from mentor.corruptions import CORRUPTIONS, check
+from mentor.corruptions.tables import tables
 from mentor.data.files import scored_mask
 from mentor.data.pipeline import prepare
 from mentor.errors import MentorError
+from mentor.robustness import difference_heatmap, heatmap, subset, sweep
 
 
 def load_model_and_data(model_path, source: str, *, unsafe: bool = False):
@@ -186,3 +192,58 @@ def evaluate_distill_run(path, source: str, *, batch_size: int = 256, unsafe: bo
         metrics["student_labels_only_acc"] = accuracy(
             load_model(path / "baseline.keras", safe_mode=not unsafe), view, batch_size)
     return metrics
+
+
+def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptions=(),
+                  severities=(1, 2, 3, 4, 5), max_images: int = 0, seed: int = 0,
+                  unsafe: bool = False):
+    """`mentor robustness`: sweep a saved model, or a finished run's models (the trained one,
+    and a consistency or distill run's teacher beside it), and write a run directory.
+    Returns (metrics, run directory path): the trained model's numbers under the usual keys,
+    another model's summary under `<name>_clean_acc`, `<name>_corrupt_acc`, ….
+    """
+    from mentor.overlap import record_overlap
+    from mentor.report import write_report
+    from mentor.runs import RunDir, default_run_path
+
+    start = time.time()
+    check(list(corruptions) or CORRUPTIONS, severities)
+    if pathlib.Path(model_path).is_dir():
+        run_path, _, files = run_models(model_path)
+    else:
+        file, run_path = model_and_run(model_path)
+        files = {"model": file}
+    models, data = {}, None
+    for name, file in files.items():
+        model, prepared = load_model_and_data(file, source, unsafe=unsafe)
+        if data is not None and prepared.image_shape != data.image_shape:
+            print(f"robustness: {name} takes images of shape {prepared.image_shape}, not "
+                  f"{data.image_shape}; left out (it cannot see the same corrupted images)",
+                  file=sys.stderr)
+            continue
+        models[name], data = model, data if data is not None else prepared
+    run = RunDir(out or default_run_path("robustness"), kind="robustness")  # inputs sound
+    data = subset(data, max_images, seed)
+    results = sweep(models, data, corruptions=list(corruptions) or None,
+                    severities=tuple(severities), seed=seed, cifar10c_dir=cifar10c)
+    main, *others = results
+    result = results[main]
+    metrics = {"recipe": "robustness", "backend": keras.backend.backend(), "steps": 0,
+               "model": str(model_path), "data": source, "images": len(data), **result}
+    for name in others:
+        metrics.update({f"{name}_{k}": v for k, v in results[name].items() if "/" not in k})
+    record_overlap(metrics, run_path, data.x)
+    metrics["seconds"] = round(time.time() - start, 1)
+    per_c, per_s = tables(result)
+    summary = {k: v for k, v in metrics.items() if "/" not in k}
+    summary.update({f"mean over severities: {c}": v for c, v in per_c.items()})
+    summary.update({f"mean over corruptions: severity {s}": v for s, v in per_s.items()})
+    figures = [("Accuracy per corruption and severity",
+                heatmap(results, run.file("robustness.png"), images=len(data)).name)]
+    for name in others:
+        figures.append((f"{main} − {name} in every corruption × severity cell",
+                        difference_heatmap(results, run.file(f"difference_{name}.png"),
+                                           base=name, other=main).name))
+    write_report(run.file("report.html"), f"robustness of {model_path}", summary, figures)
+    run.write_metrics(metrics)
+    return metrics, run.path

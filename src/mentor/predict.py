@@ -71,7 +71,7 @@ def predict_images(model, specs: list[str], *, batch_size: int = 256, run=None):
     images it trained on are counted (summary["overlap_images"], and a warning)."""
     from mentor.data.files import scored_mask
     from mentor.overlap import record_overlap, run_class_names
-    from mentor.runtime import predict
+    from mentor.inference import predict
 
     _, height, width, channels = model.input_shape
     if not height or height != width or not channels:

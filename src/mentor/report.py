@@ -12,8 +12,10 @@ import numpy as np
 from keras import ops
 from matplotlib.figure import Figure
 
+from mentor.console import format_value
 from mentor.errors import MentorError
 from mentor.runtime import writes
+from mentor.verdict import glossary, verdict
 
 matplotlib.use("Agg")  # files only: runs happen on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -142,9 +144,6 @@ def write_report(path, title: str, metrics: dict, figures: list[tuple[str, str]]
     """A self-contained page: warnings about the data (above all: they qualify every
     number below), the verdict sentence, the metrics table (formatted by kind), what each
     metric means, the figures (relative paths), notes, the config."""
-    from mentor.console import format_value
-    from mentor.verdict import glossary, verdict
-
     rows = "\n".join(f"<tr><td>{html.escape(k)}</td>"
                      f"<td>{html.escape(format_value(k, v))}</td></tr>"
                      for k, v in metrics.items())

@@ -13,8 +13,13 @@ import time
 
 import numpy as np
 
+from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, check, corrupt
+from mentor.corruptions.tables import tables
+from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet
-from mentor.runtime import predict
+from mentor.data.pipeline import prepare
+from mentor.data.sources import load_cifar10c
+from mentor.inference import predict
 
 
 def _predict(models: dict, x: np.ndarray, batch_size: int) -> dict:
@@ -39,11 +44,6 @@ def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3
     With `cifar10c_dir`, corrupted images and labels come from the official release and
     `data` gives only the clean accuracy.
     """
-    from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, check, corrupt
-    from mentor.data.pipeline import prepare
-
-    from mentor.data.files import scored_mask
-
     names = list(corruptions or CORRUPTIONS)
     check(names, severities)
     clean = _predict(models, data.x, batch_size)
@@ -55,8 +55,6 @@ def sweep(models: dict, data: ImageSet, *, corruptions=None, severities=(1, 2, 3
     start = time.time()
     for i, (c, s) in enumerate(cells, 1):
         if cifar10c_dir is not None:
-            from mentor.data.sources import load_cifar10c
-
             cell = prepare(load_cifar10c(cifar10c_dir, c, s), data.image_shape[0],
                            data.image_shape[2])
             x, y = cell.x, cell.y
@@ -82,18 +80,6 @@ def subset(data: ImageSet, max_images: int, seed: int) -> ImageSet:
         return data
     rows = np.sort(np.random.default_rng(seed).permutation(len(data))[:max_images])
     return data.subset(rows, f"{data.name}/subset")
-
-
-def tables(metrics: dict) -> tuple[dict, dict]:
-    """(per corruption mean over severities, per severity mean over corruptions)."""
-    cells = {tuple(k.split("/")[1:]): v for k, v in metrics.items()
-             if k.startswith("corrupt_acc/")}
-    per_c, per_s = {}, {}
-    for (c, s), v in cells.items():
-        per_c.setdefault(c, []).append(v)
-        per_s.setdefault(int(s), []).append(v)
-    return ({c: float(np.mean(v)) for c, v in per_c.items()},
-            {s: float(np.mean(v)) for s, v in sorted(per_s.items())})
 
 
 def _grid(metrics: dict) -> tuple[list[str], list[int], np.ndarray]:
@@ -192,64 +178,3 @@ def compare_bars(results: dict[str, dict], path):
     save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
-
-
-def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptions=(),
-                  severities=(1, 2, 3, 4, 5), max_images: int = 0, seed: int = 0,
-                  unsafe: bool = False):
-    """`mentor robustness`: sweep a saved model, or a finished run's models (the trained one,
-    and a consistency or distill run's teacher beside it), and write a run directory.
-    Returns (metrics, run directory path): the trained model's numbers under the usual keys,
-    another model's summary under `<name>_clean_acc`, `<name>_corrupt_acc`, ….
-    """
-    import pathlib
-
-    import keras
-
-    from mentor.corruptions import CORRUPTIONS, check
-    from mentor.evaluate import load_model_and_data, model_and_run, run_models
-    from mentor.overlap import record_overlap
-    from mentor.report import write_report
-    from mentor.runs import RunDir, default_run_path
-
-    start = time.time()
-    check(list(corruptions) or CORRUPTIONS, severities)
-    if pathlib.Path(model_path).is_dir():
-        run_path, _, files = run_models(model_path)
-    else:
-        file, run_path = model_and_run(model_path)
-        files = {"model": file}
-    models, data = {}, None
-    for name, file in files.items():
-        model, prepared = load_model_and_data(file, source, unsafe=unsafe)
-        if data is not None and prepared.image_shape != data.image_shape:
-            print(f"robustness: {name} takes images of shape {prepared.image_shape}, not "
-                  f"{data.image_shape}; left out (it cannot see the same corrupted images)",
-                  file=sys.stderr)
-            continue
-        models[name], data = model, data if data is not None else prepared
-    run = RunDir(out or default_run_path("robustness"), kind="robustness")  # inputs sound
-    data = subset(data, max_images, seed)
-    results = sweep(models, data, corruptions=list(corruptions) or None,
-                    severities=tuple(severities), seed=seed, cifar10c_dir=cifar10c)
-    main, *others = results
-    result = results[main]
-    metrics = {"recipe": "robustness", "backend": keras.backend.backend(), "steps": 0,
-               "model": str(model_path), "data": source, "images": len(data), **result}
-    for name in others:
-        metrics.update({f"{name}_{k}": v for k, v in results[name].items() if "/" not in k})
-    record_overlap(metrics, run_path, data.x)
-    metrics["seconds"] = round(time.time() - start, 1)
-    per_c, per_s = tables(result)
-    summary = {k: v for k, v in metrics.items() if "/" not in k}
-    summary.update({f"mean over severities: {c}": v for c, v in per_c.items()})
-    summary.update({f"mean over corruptions: severity {s}": v for s, v in per_s.items()})
-    figures = [("Accuracy per corruption and severity",
-                heatmap(results, run.file("robustness.png"), images=len(data)).name)]
-    for name in others:
-        figures.append((f"{main} − {name} in every corruption × severity cell",
-                        difference_heatmap(results, run.file(f"difference_{name}.png"),
-                                           base=name, other=main).name))
-    write_report(run.file("report.html"), f"robustness of {model_path}", summary, figures)
-    run.write_metrics(metrics)
-    return metrics, run.path

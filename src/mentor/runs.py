@@ -25,6 +25,7 @@ Temporary files get names no user file has (`.mentor-tmp-…`) and are removed o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import functools
@@ -75,6 +76,26 @@ def default_run_path(name: str, root: str = "runs") -> pathlib.Path:
         except FileExistsError:
             continue
     return base
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage of a run ("model", "teacher", "student" or "baseline"): the run
+    directory it belongs to, its checkpoint folder, its history file and its TensorBoard
+    log folder. `RunDir.stage` makes them; `Stage()` trains in memory, with neither
+    checkpoints nor logs."""
+
+    name: str = "model"
+    run: pathlib.Path | None = None
+    checkpoints: pathlib.Path | None = None
+    history: pathlib.Path | None = None
+    tensorboard: pathlib.Path | None = None
+
+    @property
+    def train_key(self) -> str:
+        """The config section its optimizer and schedule come from: a teacher trained in
+        the run has its own [teacher.train]; the model, student and baseline use [train]."""
+        return "teacher.train" if self.name == "teacher" else "train"
 
 
 class RunDir:
@@ -204,9 +225,7 @@ class RunDir:
     _STAGES = {"model": ("", "history.csv"), "student": ("student", "history.csv")}
 
     def stage(self, name: str):
-        """The Stage (core.fit) `name` of this run trains in."""
-        from mentor.core.fit import Stage
-
+        """The Stage `name` of this run trains in."""
         folder, history = self._STAGES.get(name, (name, f"{name}_history.csv"))
         return Stage(name, self.path, self.checkpoints / folder if folder else self.checkpoints,
                      self.file(history), self.path / "tensorboard" / name)

@@ -25,7 +25,7 @@ class Teacher:
     steps: int = 0  # optimizer steps it trained in this run (0: loaded from teacher.path)
     seconds: float = 0.0
     initial_weights: list | None = None  # before training, when trained in this process
-    stage: object = None  # the core.fit.Stage it trained in, None when loaded
+    stage: object = None  # the runs.Stage it trained in, None when loaded
 
 
 def teacher_file(path) -> pathlib.Path:

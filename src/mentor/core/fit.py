@@ -1,5 +1,5 @@
-"""The resumable fit loop: a Stage (where one training stage of a run keeps its checkpoints,
-history and TensorBoard logs), the callbacks every stage runs with (mentor's own, then the
+"""The resumable fit loop: the callbacks every Stage (runs.py: where one training stage of a
+run keeps its checkpoints, history and TensorBoard logs) runs with (mentor's own, then the
 caller's: `user_callbacks`), and `train`, which compiles a trainer, fits it for its schedule,
 resuming from the stage's newest checkpoint, and finishes it."""
 
@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import math
 import os
-import pathlib
 import sys
 
 import keras
@@ -27,33 +25,9 @@ from mentor.core.optim import build_optimizer
 from mentor.data.files import ImageFiles
 from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
-from mentor.runs import check_free_space, mark
-from mentor.runtime import (
-    eval_batch_size,
-    process_shard,
-    trim_to_devices,
-    writes,
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """One training stage of a run ("model", "teacher", "student" or "baseline"): the run
-    directory it belongs to, its checkpoint folder, its history file and its TensorBoard
-    log folder. `RunDir.stage` makes them; `Stage()` trains in memory, with neither
-    checkpoints nor logs."""
-
-    name: str = "model"
-    run: pathlib.Path | None = None
-    checkpoints: pathlib.Path | None = None
-    history: pathlib.Path | None = None
-    tensorboard: pathlib.Path | None = None
-
-    @property
-    def train_key(self) -> str:
-        """The config section its optimizer and schedule come from: a teacher trained in
-        the run has its own [teacher.train]; the model, student and baseline use [train]."""
-        return "teacher.train" if self.name == "teacher" else "train"
+from mentor.inference import trim_to_devices
+from mentor.runs import Stage, check_free_space, mark
+from mentor.runtime import eval_batch_size, process_shard, writes
 
 
 class StatusLog(keras.callbacks.Callback):

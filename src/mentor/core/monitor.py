@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from mentor.data.files import scored_mask
-from mentor.runtime import predict
+from mentor.inference import predict
 
 
 class HeldOutAccuracy(keras.callbacks.Callback):

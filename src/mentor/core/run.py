@@ -12,7 +12,7 @@ import numpy as np
 
 from mentor.data.imageset import ImageSet
 from mentor.errors import MentorError, UsageError
-from mentor.runtime import predict
+from mentor.inference import predict
 
 
 def start_run(config, out, name: str):

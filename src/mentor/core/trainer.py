@@ -17,9 +17,10 @@ from __future__ import annotations
 import keras
 
 from mentor.core.averaging import SWA, WeightEMA, recalibrate_batchnorm
-from mentor.core.fit import Stage, train
+from mentor.core.fit import train
 from mentor.core.optim import l2_penalty, total_steps
 from mentor.errors import MentorError
+from mentor.runs import Stage
 
 
 class _Kept:

@@ -56,8 +56,8 @@ from mentor.corruptions.params import (
     EXTRA_CORRUPTIONS,
     PARAMS,
 )
-from mentor.data.resize import to_channels
 from mentor.errors import MentorError
+from mentor.pixels import to_channels
 
 __all__ = ["BENCHMARK_CORRUPTIONS", "CORRUPTIONS", "EXTRA_CORRUPTIONS", "PARAMS",
            "SEVERITIES", "check", "corrupt"]

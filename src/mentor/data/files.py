@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mentor.data.imageset import float_scale
 from mentor.data.memory import check_fits_in_memory
-from mentor.data.resize import resize_and_pad_one, to_channels
+from mentor.data.resize import resize_and_pad_one
 from mentor.errors import MentorError
+from mentor.pixels import float_scale, to_channels
 
 _GRAY_MODES = ("1", "L", "LA")  # 8-bit gray PIL modes; 16-bit ones ("I…") are rescaled
 _UINT16_TO_UINT8 = 257  # 65535 / 255

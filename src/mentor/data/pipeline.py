@@ -38,11 +38,13 @@ from mentor.data.files import BadImages, ImageFiles, available_cores, scored_row
 from mentor.data.imageset import ImageSet
 from mentor.data.stream import Draw, PairedDraw, watch_parent
 from mentor.errors import MentorError
+from mentor.pixels import to_channels
+from mentor.runtime import device_count, process_shard
 
 
 def prepare(data: ImageSet, image_size: int = 0, channels: int = 0) -> ImageSet:
     """Resize-and-pad to image_size×image_size and convert to `channels` (0 keeps as is)."""
-    from mentor.data.resize import resize_and_pad, to_channels
+    from mentor.data.resize import resize_and_pad
 
     x = data.x
     if isinstance(x, ImageFiles):  # decoded (and fitted) a batch at a time, later
@@ -136,8 +138,6 @@ def streamed(data: ImageSet | None) -> bool:
 
 
 def _check_shard(shard, batch_size: int) -> tuple[int, int]:
-    from mentor.runtime import process_shard
-
     index, count = shard or process_shard()
     if not 0 <= index < count or batch_size % count:
         raise MentorError(f"shard {index} of {count} processes: the global batch "
@@ -378,8 +378,6 @@ class EvalBatches(keras.utils.PyDataset):
         """The batch without the images that could not be read: a stand-in (the decode's
         neighbour) would be scored against the label of the image it replaces. The batch
         is cut to a multiple of the device count, as `trim_to_devices` cuts the set."""
-        from mentor.runtime import device_count, process_shard
-
         part = self.x.take(rows)  # shares what the decode found unreadable
         keep = scored_rows(part)
         if keep.all():

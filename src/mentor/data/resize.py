@@ -1,4 +1,4 @@
-"""Resizing with the aspect kept, zero padding to a square, and channel conversion.
+"""Resizing with the aspect kept, and zero padding to a square.
 
 Used by the decoders (variable-size image folders, Flowers102) and by the pipeline.
 """
@@ -9,10 +9,6 @@ import numpy as np
 from PIL import Image
 
 from mentor.errors import MentorError
-
-# ITU-R BT.601 luma weights in thousandths: integer arithmetic rounds exactly, and a gray
-# pixel repeated to RGB comes back unchanged (the weights sum to 1000).
-_LUMA_PER_MILLE = np.array([299, 587, 114], dtype=np.uint32)
 
 
 def resize_and_pad_one(image, size: int) -> np.ndarray:
@@ -63,24 +59,3 @@ def resize_and_pad(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[1:3] == (size, size):
         return images
     return np.stack([resize_and_pad_one(image, size) for image in images])
-
-
-def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
-    """Convert channels-last uint8 images to 1 or 3 channels.
-
-    1 → 3 repeats the gray value; 3 → 1 takes the ITU-R 601 luma (0.299 R + 0.587 G +
-    0.114 B, rounded); equal counts return `x` unchanged.
-    """
-    x = np.asarray(x)
-    have = x.shape[-1] if x.ndim else 0
-    if have == channels:
-        return x
-    if (have, channels) == (1, 3):
-        return np.repeat(x, 3, axis=-1)
-    if (have, channels) == (3, 1):
-        luma = (x.astype(np.uint32) @ _LUMA_PER_MILLE + 500) // 1000  # +500: round half up
-        return luma.astype(np.uint8)[..., None]
-    raise MentorError(
-        f"cannot convert images of shape {x.shape} (channels last) to {channels} channel(s); "
-        "mentor converts between 1 (gray) and 3 (RGB) channels only."
-    )

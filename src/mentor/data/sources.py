@@ -35,8 +35,8 @@ from mentor.data.files import (
 )
 from mentor.data.imageset import ImageSet, as_labels, check_class_ids
 from mentor.data.memory import check_fits_in_memory
-from mentor.data.resize import to_channels
 from mentor.errors import MentorError
+from mentor.pixels import to_channels
 
 SOURCES_HELP = """\
 Data sources (spec strings):

@@ -6,12 +6,9 @@ registers mentor's custom layers (StdConv2D) with Keras, which loading needs. On
 backend both give models whose convolutions and batch norms run fused (fast_torch.py).
 """
 
-import contextlib
-import contextvars
 import dataclasses
 import inspect
 import os
-import zipfile
 from collections.abc import Callable, Mapping
 
 import keras
@@ -21,6 +18,7 @@ from mentor.compat import flatten_layers
 from mentor.errors import MentorError
 from mentor.models.bit import build_bit
 from mentor.models.fast_torch import accelerate
+from mentor.models.loading import load_model, unsafe_loading  # noqa: F401  (the package's names)
 from mentor.models.resnet50v2 import build_resnet50v2
 from mentor.models.small_cnn import build_small_cnn
 from mentor.models.wrn import build_wrn
@@ -117,52 +115,6 @@ def count_params(model, *, trainable_only=False):
     return int(sum(np.prod(w.shape) for w in weights))
 
 
-# `mentor train --unsafe` and `mentor demo --unsafe`: every model file the command loads (a
-# teacher, a starting point) may run code. A context variable rather than a flag threaded
-# through every recipe, so that no loader of the run can miss it.
-_unsafe = contextvars.ContextVar("unsafe_loading", default=False)
-
-
-@contextlib.contextmanager
-def unsafe_loading(allowed: bool = True):
-    """Within the block, load_model lets files run code on load (Lambda layers)."""
-    token = _unsafe.set(bool(allowed))
-    try:
-        yield
-    finally:
-        _unsafe.reset(token)
-
-
-def load_model(path, *, safe_mode=True):
-    """Reload a `.keras` model saved by mentor (or any Keras model without Lambda layers)."""
-    safe_mode = safe_mode and not _unsafe.get()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise MentorError(f"no such model file: {path}")
-    # Keras says "File not found" for a .keras file that is not a zip (cut short, or another
-    # format renamed), which sends the user looking for a file that is there. Legacy .h5
-    # files are HDF5, not zip, and Keras still loads them.
-    if not path.lower().endswith((".h5", ".hdf5")) and not zipfile.is_zipfile(path):
-        raise MentorError(
-            f"{path} is not a Keras .keras file (a .keras file is a zip archive); it may be "
-            "cut short or another format under that name. Copy it again whole, or save the "
-            "model with model.save('NAME.keras').")
-    _import_layers_of(path)
-    try:
-        # compile=False: mentor only runs inference on loaded models, and a custom loss in
-        # the file should not stop a user from evaluating it.
-        model = keras.saving.load_model(path, safe_mode=safe_mode, compile=False)
-    except Exception as error:  # Keras raises many kinds; the user needs its reason either way
-        if safe_mode and "safe_mode" in str(error):
-            raise MentorError(
-                f"{path} contains code that would run on load (e.g. a Lambda layer), which "
-                "safe mode refuses. Load it only if you trust where it came from: pass "
-                "--unsafe (Python: safe_mode=False).") from None
-        raise MentorError(f"cannot load model {path}: {type(error).__name__}: {error}") from error
-    accelerate(model)
-    return model
-
-
 def check_spec(name, options, weights="", input_scale="raw"):
     """A model name of a known form and the option names it accepts (their values are
     checked by building it), before any work: zoo names, keras.applications:NAME, PATH.keras."""
@@ -227,19 +179,6 @@ def option_defaults(name) -> dict:
     params = inspect.signature(builder).parameters
     return {n: params[n].default for n in known
             if params[n].default is not inspect.Parameter.empty}
-
-
-def _import_layers_of(path):
-    """Register the layers a saved model needs: a keras_hub:… model holds KerasHub's."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            uses_hub = b"keras_hub" in archive.read("config.json")
-    except (KeyError, OSError, zipfile.BadZipFile):
-        return
-    if uses_hub:
-        from mentor.models.hub import keras_hub
-
-        keras_hub()
 
 
 def _spec(name):

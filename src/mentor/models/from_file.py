@@ -32,7 +32,7 @@ def start_from(path, num_classes: int, image_size: int, channels: int, *,
                input_scale: str = "raw") -> keras.Model:
     """The model in `path` (or the keras.Model registered under an object: name), fitted
     to the data's classes and built to take raw pixels."""
-    from mentor.models import load_model
+    from mentor.models.loading import load_model
     from mentor.objects import MODEL_PREFIX, lookup
 
     model = lookup(path) if path.startswith(MODEL_PREFIX) else load_model(path)

@@ -62,7 +62,7 @@ from mentor.losses import (
 from mentor.models import count_params
 from mentor.report import sample_grid, teacher_student_bars
 from mentor.runs import recorded
-from mentor.runtime import predict
+from mentor.inference import predict
 from mentor.teachers import get_teacher
 
 # ----------------------------------------------------------------------------- views
