@@ -155,9 +155,13 @@ def test_a_status_whose_pid_now_names_another_process_is_interrupted(capsys, tmp
               "pid_started": -1}  # this pid, but a process that started at another time
     (run / "status.json").write_text(json.dumps(status))
     assert read_status(run)["state"] == "interrupted"
-    del status["pid_started"]  # written by an older mentor: the pid alone is all there is
+    del status["pid_started"]  # written by an older mentor: the pid and its program
     (run / "status.json").write_text(json.dumps(status))
-    assert read_status(run)["state"] == "running"
+    assert read_status(run)["state"] == "running"  # this process is a Python one
+    status["pid"] = 1  # init, or whatever the system runs first: not a run of mentor's
+    (run / "status.json").write_text(json.dumps(status))
+    if b"python" not in pathlib.Path("/proc/1/cmdline").read_bytes():
+        assert read_status(run)["state"] == "interrupted"
 
 
 def test_a_closed_pipe_ends_the_listing_quietly():

@@ -370,3 +370,43 @@ def test_images_of_several_shapes_given_from_python_get_a_message():
     ragged = [np.zeros((8, 8, 1), np.uint8), np.zeros((9, 9, 1), np.uint8)]
     with pytest.raises(MentorError, match="not all of one shape"):
         as_source((ragged, [0, 1]), "data.train")
+
+
+def test_evaluating_a_model_with_two_heads_is_refused_at_load(tmp_path, capsys):
+    inputs = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(inputs)
+    two = keras.Model(inputs, [keras.layers.Dense(3)(flat), keras.layers.Dense(2)(flat)])
+    two.save(tmp_path / "two.keras")
+    x, y = arrays(12)
+    data = write_npz(tmp_path / "d.npz", x=x, y=y)
+    code = main(["evaluate", str(tmp_path / "two.keras"), "--data", data])
+    err = capsys.readouterr().err
+    assert code == 1 and "gives 2 outputs" in err and "Traceback" not in err
+
+
+def test_predict_takes_a_softmax_models_probabilities_as_they_are(tmp_path):
+    from mentor.predict import predict_images
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, kernel_initializer="zeros",
+                                                 bias_initializer=keras.initializers.Constant(
+                                                     [0.0, 5.0, 0.0])),
+                              keras.layers.Softmax()])
+    x, y = arrays(6)
+    text, _ = predict_images(model, [write_npz(tmp_path / "d.npz", x=x, y=y)])
+    probability = float(text.splitlines()[1].split(",")[3])
+    # softmax([0, 5, 0])[1] = e^5 / (e^5 + 2) = 0.98670; a second softmax would give 0.4753
+    assert probability == pytest.approx(0.98670, abs=1e-4)
+
+
+def test_a_cache_folder_that_is_a_file_is_one_message(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("MENTOR_CACHE", str(cache))
+    model = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
+                      keras.layers.Dense(10)]).save(model)
+    code = main(["evaluate", str(model), "--data", "usps:test"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("mentor: error:") and "Traceback" not in err
+    assert str(cache) in err

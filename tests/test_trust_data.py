@@ -3,6 +3,7 @@ problem and the fix, or is counted and said, never a wrong number, a hang or a t
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -370,3 +371,74 @@ def test_a_streamed_loader_leaves_no_shared_memory_behind(digits, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("20")
     assert "leaked shared_memory" not in done.stderr
+
+
+# ---- more inputs that must not pass silently or as a traceback ------------------------------
+
+
+@pytest.mark.parametrize("x, y, words", [
+    (np.array(3), np.array([0]), "must be N×H×W"),               # a 0-d "image"
+    (np.zeros((4, 0, 0), np.uint8), np.arange(4) % 2, "H, W ≥ 1"),  # images of no pixels
+])
+def test_npz_arrays_of_no_image_shape_are_refused_by_shape(tmp_path, x, y, words):
+    path = write_npz(tmp_path / "d.npz", x=x, y=y)
+    with pytest.raises(MentorError, match=words):
+        load_source(path)
+
+
+def test_a_folder_named_like_an_npz_says_to_write_folder(tmp_path):
+    folder = write_digit_folder(tmp_path / "x.npz", per_class=2, classes=2, size=8)
+    with pytest.raises(MentorError, match="is a folder, not an .npz file; .* write folder:"):
+        load_source(folder)
+
+
+def test_a_cifar10c_file_of_pickled_objects_is_refused_with_a_message(tmp_path):
+    from mentor.data.sources import load_cifar10c
+
+    np.save(tmp_path / "fog.npy", np.zeros((5, 32, 32, 3), np.uint8))
+    np.save(tmp_path / "labels.npy", np.array([object()] * 5, dtype=object))
+    with pytest.raises(MentorError, match="labels.npy is not a plain .npy array"):
+        load_cifar10c(tmp_path, "fog", 1)
+
+
+def test_a_list_with_a_nul_byte_is_a_bad_row_not_a_traceback(tmp_path):
+    listed = tmp_path / "l.csv"
+    listed.write_bytes(b"path,label\na\x00b.png,0\n")
+    with pytest.raises(MentorError, match="line 2: expected `path,label`"):
+        load_source(f"list:{listed}")
+
+
+def test_one_image_in_two_class_folders_is_refused(tmp_path):
+    folder = pathlib.Path(write_digit_folder(tmp_path / "imgs", per_class=3, classes=2,
+                                             size=8))
+    os.symlink(folder / "0" / "0000.png", folder / "1" / "linked.png")
+    with pytest.raises(MentorError, match="one image is in two classes"):
+        load_source(f"folder:{folder}")
+
+
+def test_class_names_given_twice_are_refused():
+    with pytest.raises(MentorError, match="'cat' is given to more than one class id"):
+        ImageSet(np.zeros((2, 8, 8, 1), np.uint8), [0, 1], ["cat", "cat"], "d.npz")
+
+
+def test_numeric_class_folders_in_name_order_are_said(tmp_path, capsys):
+    folder = pathlib.Path(write_digit_folder(tmp_path / "imgs", per_class=2, classes=2,
+                                             size=8))
+    (folder / "1").rename(folder / "10")
+    (folder / "0").rename(folder / "9")
+    data = load_source(f"folder:{folder}")
+    assert data.class_names == ["10", "9"]
+    assert "class ids follow the folders' name order (10, 9)" in capsys.readouterr().out
+
+
+def test_a_resume_sees_images_replaced_under_the_names_a_list_gives(tmp_path):
+    from mentor.runs import fingerprint
+
+    folder = pathlib.Path(write_digit_folder(tmp_path / "imgs", per_class=2, classes=2,
+                                             size=8))
+    listed = tmp_path / "l.csv"
+    listed.write_text("".join(f"imgs/{c}/000{i}.png,{c}\n" for c in (0, 1) for i in (0, 1)))
+    before = fingerprint(str(listed))
+    image = folder / "1" / "0001.png"
+    Image.fromarray(np.full((9, 9), 7, np.uint8)).save(image)  # other pixels, same name
+    assert fingerprint(str(listed)) != before

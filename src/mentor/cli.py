@@ -652,6 +652,13 @@ def _main(argv=None) -> int:
     except MentorError as e:
         print(f"mentor: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        # A path the user gave (or MENTOR_CACHE, KERAS_HOME) that is not what it must be:
+        # the system's own words name the file; no code of mentor's is at fault.
+        where = f" {e.filename}" if e.filename else ""
+        print(f"mentor: error:{where}: {e.strerror or e}. Check that path (a folder where a "
+              "folder belongs, a file where a file does) and its permissions.", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`mentor presets | head -1`): what it wanted it has. Point
         # stdout at nothing so that Python's own flush at exit does not fail again.

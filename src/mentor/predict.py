@@ -78,7 +78,11 @@ def predict_images(model, specs: list[str], *, batch_size: int = 256, run=None):
         raise MentorError(f"the model takes images of shape {model.input_shape[1:]}; mentor "
                           "predicts with square models of a fixed size (as mentor trains).")
     x, names, y, source_names = load_images(specs, height, channels)
-    probs = softmax(np.asarray(predict(model, x, batch_size), "float64"))
+    out = np.asarray(predict(model, x, batch_size), "float64")
+    # A model that ends in a softmax (keras.applications' default) gives probabilities
+    # already: a second softmax would flatten them toward 1/classes.
+    given = out.size and out.min() >= 0.0 and np.allclose(out.sum(-1), 1.0, atol=1e-3)
+    probs = out if given else softmax(out)
     classes = probs.shape[-1]
     if y is not None and int(y.max()) >= classes:
         raise MentorError(f"the model predicts {classes} classes but {specs[0]} has labels up "

@@ -355,8 +355,16 @@ def _alive(pid: int, started=None) -> bool:
         return False
     except (PermissionError, ValueError, OverflowError, TypeError):
         return isinstance(pid, int) and pid > 0
-    now = _started(int(pid))
-    return started is None or now is None or now == started
+    if started is not None:
+        now = _started(int(pid))
+        return now is None or now == started
+    # A status without the start time: at least the process must be a Python one
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            command = f.read()
+    except OSError:
+        return True  # no /proc (macOS): the pid is all there is
+    return b"python" in command or b"mentor" in command
 
 
 def _started(pid: int):
@@ -642,7 +650,31 @@ def fingerprint(path: str) -> dict:
         if size > _HEAD:
             f.seek(max(_HEAD, size - _HEAD))
             digest.update(f.read(_HEAD))
-    return {"path": path, "bytes": size, "sha256": digest.hexdigest()}
+    found = {"path": path, "bytes": size, "sha256": digest.hexdigest()}
+    if path.lower().endswith(".csv"):  # a list: the images it names count too
+        found["listed"] = _listed_fingerprint(path)
+    return found
+
+
+def _listed_fingerprint(csv_path: str) -> str:
+    """The SHA-256 of every listed file's name, size and modification time: images replaced
+    under the same names change it while the list stays the same."""
+    import csv
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    with contextlib.suppress(OSError, UnicodeDecodeError, csv.Error, ValueError):
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            for row in csv.reader(f):
+                if not row:
+                    continue
+                file = os.path.join(folder, row[0].strip())
+                with contextlib.suppress(OSError, ValueError):
+                    st = os.stat(file)
+                    digest.update(f"{row[0]}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                                  .encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def _one_line(text) -> str:

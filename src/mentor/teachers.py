@@ -14,7 +14,7 @@ from mentor.core.run import build_for, check_model_matches
 from mentor.core.trainer import train_classifier
 from mentor.errors import MentorError
 from mentor.models import count_params, load_model
-from mentor.models.from_file import check_classifier
+from mentor.models.loading import check_classifier
 from mentor.models.scales import scaled
 from mentor.objects import MODEL_PREFIX, lookup
 

@@ -27,6 +27,9 @@ def as_uint8_images(x, name: str) -> np.ndarray:
             f"{name}: images must be N×H×W or N×H×W×C, got an array of shape {x.shape}. "
             "Stack the images along the first axis."
         )
+    if 0 in x.shape[1:3]:
+        raise MentorError(f"{name}: images of {x.shape[1]}×{x.shape[2]} pixels hold nothing; "
+                          "give images at least 1 pixel high and wide.")
     if x.shape[-1] not in (1, 3):
         raise MentorError(
             f"{name}: images must have 1 or 3 channels (channels last), got shape {x.shape}. "
@@ -131,6 +134,10 @@ class ImageSet:
             check_class_ids(self.y, self.name)
             self.class_names = [str(i) for i in range(top + 1)]
         self.class_names = [str(c) for c in self.class_names]
+        twice = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
+        if twice:  # two ids of one name: a model's two answers would read as one class
+            raise MentorError(f"{self.name}: the class name {twice[0]!r} is given to more than "
+                              "one class id; give every class its own name.")
         if top >= len(self.class_names):
             raise MentorError(
                 f"{self.name}: label {top} is out of range for {len(self.class_names)} classes "

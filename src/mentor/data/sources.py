@@ -381,6 +381,10 @@ def load_npz(path: Path, query: list[tuple[str, str]] = ()) -> ImageSet:
     """Arrays x and y of a .npz, optionally rows selected by `query` (see SOURCES_HELP)."""
     path = Path(path)
     name = path.name + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+    if path.is_dir():
+        raise MentorError(
+            f"{name}: {path} is a folder, not an .npz file; for a folder of class folders "
+            f"write folder:{path}.")
     if not path.is_file():
         raise MentorError(
             f"{name}: no such file {path}. Check the path (relative to {Path.cwd()})."
@@ -414,6 +418,11 @@ def _npz_imageset(arrays, names: dict[str, str], selection, name: str) -> ImageS
                 f"under that name, or pick another with ?{role}=NAME."
             )
     x, y = arrays[names["x"]], arrays[names["y"]]
+    if x.ndim not in (3, 4) or y.ndim != 1 or 0 in x.shape[1:3]:
+        raise MentorError(
+            f"{name}: images {names['x']!r} must be N×H×W or N×H×W×C with H, W ≥ 1 and labels "
+            f"{names['y']!r} a vector of N, got shapes {x.shape} and {y.shape}. Save them "
+            "so (numpy.savez(path, x=images, y=labels)).")
     if len(x) != len(y):
         raise MentorError(
             f"{name}: {len(x)} images ({names['x']!r}) but {len(y)} labels ({names['y']!r}); "
@@ -491,15 +500,42 @@ def load_folder(path: Path, image_size: int | None = None, *, stream: str = "aut
             f"{name}: found {len(classes)} class folder(s) ({', '.join(folders) or 'none'}); "
             "a classifier needs ≥ 2 classes, one sub-folder of images for each."
         )
+    numbers = [c for c in classes if _whole_number(c) is not None]
+    if len(numbers) == len(classes) and \
+            sorted(numbers, key=lambda c: int(_whole_number(c))) != classes:
+        print(f"data: {name}: the class folders are numbers, and their class ids follow the "
+              f"folders' name order ({', '.join(classes[:4])}{', …' if len(classes) > 4 else ''}), "
+              "as torchvision's and Keras's folder readers order them; a CSV list orders "
+              "numeric labels by value", flush=True)
     index = {c: i for i, c in enumerate(classes)}
     files, labels = [], []
     for folder in folders:
         found = _image_files(path / folder, name)
         files += [str(f) for f in found]
         labels += [index[named[folder]]] * len(found)
+    _check_one_class_a_file(name, files, labels, classes)
     where = {index[named[f]]: path / f for f in folders}
     return load_files(name, files, np.array(labels), classes, image_size, stream=stream,
                       workers=workers, where=where)
+
+
+def _check_one_class_a_file(name: str, files, labels, classes):
+    """The same image under two classes (a link from one class folder into another) would be
+    trained on, and scored, as both: refused, naming both places."""
+    seen, folders = {}, {}
+    for file, label in zip(files, labels):
+        # one lstat a file; a full realpath only for links (cheap for a million files)
+        folder, base = os.path.split(file)
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        real = os.path.realpath(file) if os.path.islink(file) else \
+            os.path.join(folders[folder], base)
+        if real in seen and seen[real][1] != label:
+            first = seen[real][0]
+            raise MentorError(
+                f"{name}: one image is in two classes: {first} ({classes[seen[real][1]]}) and "
+                f"{file} ({classes[label]}) are the same file. Keep it in one class folder.")
+        seen.setdefault(real, (file, label))
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -598,7 +634,8 @@ def _read_list(csv_path: Path, name: str) -> list[tuple[int, str, str]]:
                 number = reader.line_num
                 if not row or (number == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
                     continue
-                if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                if len(row) != 2 or not row[0].strip() or not row[1].strip() \
+                        or "\x00" in row[0]:  # a NUL names no file: a binary or damaged list
                     shown = ",".join(row)
                     shown = shown if len(shown) <= 80 else shown[:80] + "…"
                     raise MentorError(
@@ -830,7 +867,15 @@ def _open_npy(file: Path) -> np.ndarray:
             f"{file} is missing. The folder should be the extracted CIFAR-10-C release (one "
             f"NAME.npy per corruption and labels.npy), from {DOWNLOADS['cifar10c'].url}."
         )
-    return np.load(file, mmap_mode="r")  # memory-map: read only the severity's rows
+    try:
+        array = np.load(file, mmap_mode="r")  # memory-map: read only the severity's rows
+    except (ValueError, OSError) as e:  # pickled objects, a truncated or foreign file
+        raise MentorError(f"{file} is not a plain .npy array ({e}); the CIFAR-10-C release "
+                          "holds uint8 images and labels: extract it again.") from None
+    if array.dtype.kind not in "uif":
+        raise MentorError(f"{file} holds {array.dtype} values, not numbers; extract the "
+                          "CIFAR-10-C release again.")
+    return array
 
 
 # ---- MNIST -------------------------------------------------------------------------------

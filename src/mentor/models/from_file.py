@@ -11,28 +11,11 @@ from mentor.models._common import logits_head
 from mentor.models.scales import scaled
 
 
-def check_classifier(model, path):
-    """One output of shape (batch, classes): what mentor trains, distils from and
-    evaluates. Checked when a model is loaded, where the message can name its file,
-    rather than at the first step that would trip over it."""
-    try:
-        shapes = [tuple(output.shape) for output in model.outputs]
-    except (AttributeError, TypeError, ValueError):  # a subclassed model never called
-        return
-    if len(shapes) != 1 or len(shapes[0]) != 2:
-        shown = shapes[0] if len(shapes) == 1 else ", ".join(str(s) for s in shapes)
-        count = "one output" if len(shapes) == 1 else f"{len(shapes)} outputs"
-        raise MentorError(f"{path} gives {count} of shape {shown}, not one vector of class "
-                          "scores per image, (batch, classes); give a classifier (one "
-                          "output, its last layer a Dense over the classes).")
-
-
-
 def start_from(path, num_classes: int, image_size: int, channels: int, *,
                input_scale: str = "raw") -> keras.Model:
     """The model in `path` (or the keras.Model registered under an object: name), fitted
     to the data's classes and built to take raw pixels."""
-    from mentor.models.loading import load_model
+    from mentor.models.loading import check_classifier, load_model
     from mentor.objects import MODEL_PREFIX, lookup
 
     model = lookup(path) if path.startswith(MODEL_PREFIX) else load_model(path)

@@ -54,6 +54,7 @@ def load_model(path, *, safe_mode=True):
                 "safe mode refuses. Load it only if you trust where it came from: pass "
                 "--unsafe (Python: safe_mode=False).") from None
         raise MentorError(f"cannot load model {path}: {type(error).__name__}: {error}") from error
+    check_classifier(model, path)
     accelerate(model)
     return model
 
@@ -69,3 +70,19 @@ def _import_layers_of(path):
         from mentor.models.hub import keras_hub
 
         keras_hub()
+
+
+def check_classifier(model, path):
+    """One output of shape (batch, classes): what mentor trains, distils from and
+    evaluates. Checked when a model is loaded, where the message can name its file,
+    rather than at the first step that would trip over it."""
+    try:
+        shapes = [tuple(output.shape) for output in model.outputs]
+    except (AttributeError, TypeError, ValueError):  # a subclassed model never called
+        return
+    if len(shapes) != 1 or len(shapes[0]) != 2:
+        shown = shapes[0] if len(shapes) == 1 else ", ".join(str(s) for s in shapes)
+        count = "one output" if len(shapes) == 1 else f"{len(shapes)} outputs"
+        raise MentorError(f"{path} gives {count} of shape {shown}, not one vector of class "
+                          "scores per image, (batch, classes); give a classifier (one "
+                          "output, its last layer a Dense over the classes).")
