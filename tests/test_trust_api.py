@@ -410,3 +410,16 @@ def test_a_cache_folder_that_is_a_file_is_one_message(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("mentor: error:") and "Traceback" not in err
     assert str(cache) in err
+
+
+def test_a_setting_the_run_never_reads_is_said_in_the_log_metrics_and_report(tmp_path, capsys):
+    x, y = arrays(48)
+    result = mentor.api.run("supervised", tmp_path / "run", model=tiny(), train=(x, y),
+                            set=QUICK + ["train.optimizer=\"adamw\"", "train.momentum=0.5",
+                                         "train.plateau_patience=7"])
+    # momentum is SGD's; AdamW never reads it. plateau_patience: read only with a plateau
+    # schedule, not this warm-up cosine one.
+    assert result.metrics["unread_settings"] == "train.momentum, train.plateau_patience"
+    assert "this run never read train.momentum, train.plateau_patience" in \
+        capsys.readouterr().err
+    assert "Set but never read by this run" in (tmp_path / "run" / "report.html").read_text()

@@ -613,8 +613,13 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    import signal
+
     if os.getpid() != _MAIN_PID:  # a worker process forked from this one: just go
         os._exit(128 + signum)
+    # A second SIGTERM (schedulers repeat theirs) must not cut the clean-up short: the
+    # status, the temporary files. Ignored from here to the exit.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 
@@ -633,7 +638,8 @@ def main(argv=None) -> int:
     try:
         return _main(argv)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # not after a SIGTERM (above)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv=None) -> int:

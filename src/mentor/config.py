@@ -105,12 +105,66 @@ def record_reads(config):
                 walk(value, f"{prefix}{f.name}.")
 
     walk(config, "")
-    keys, _reading.log = set(), set()
+    outer = _reading.log  # inside another record_reads: share its log, leave it on
+    keys, log = set(), outer if outer is not None else set()
+    _reading.log = log
     try:
         yield keys
     finally:
-        raw, _reading.log = _reading.log, None
-        keys.update(paths[i] + name for i, name in raw if i in paths)
+        if outer is None:
+            _reading.log = None
+        keys.update(paths[i] + name for i, name in log if i in paths)
+
+
+def _dotted_reads(config) -> set | None:
+    """The dotted keys of `config` read so far in the current record_reads (None: off)."""
+    log = _reading.log
+    if log is None:
+        return None
+    paths = {}
+
+    def walk(section, prefix):
+        paths[id(section)] = prefix
+        for f in dataclasses.fields(section):
+            value = vars(section)[f.name]
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+
+    with quietly():
+        walk(config, "")
+    return {paths[i] + name for i, name in list(log) if i in paths}
+
+
+# Keys that describe a run rather than steer it, read by the run folder and the report.
+_NOT_SETTINGS = {"recipe", "description", "seed"}
+
+
+def unread_settings(config) -> list[str]:
+    """Keys set away from their defaults that this run (so far, inside record_reads) has
+    not read: a setting that changes nothing, such as train.momentum under AdamW or
+    data.test_fraction beside data.test, is said rather than silently ignored."""
+    read = _dotted_reads(config)
+    if read is None:
+        return []
+    with quietly():
+        default = to_dict(type(config)())
+        given = to_dict(config)
+    changed = []
+
+    def walk(values, defaults, prefix):
+        for key, value in values.items():
+            dotted = prefix + key
+            if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+                if key == "options":  # model options: a dict of the builder's own keys
+                    if value != defaults.get(key) and dotted not in read:
+                        changed.append(dotted)
+                    continue
+                walk(value, defaults[key], dotted + ".")
+            elif value != defaults.get(key) and dotted not in _NOT_SETTINGS:
+                changed.append(dotted)
+
+    walk(given, default, "")
+    return sorted(k for k in changed if k not in read and not k.startswith("runtime."))
 
 
 @contextlib.contextmanager

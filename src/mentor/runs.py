@@ -48,7 +48,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from mentor.config import dumps
+from mentor.config import dumps, record_reads
 from mentor.errors import MentorError, UsageError
 from mentor.runtime import barrier, from_process_0, process_shard, writes
 
@@ -394,7 +394,7 @@ def recorded(run):
             batches.append(teacher.train.batch_size)
         try:
             with runtime(config.runtime.devices, config.runtime.precision, batches) as chosen, \
-                    BadImages.scope(config.data.strict):
+                    BadImages.scope(config.data.strict), record_reads(config):
                 run_dir.runtime = chosen
                 return run(config, run_dir, **kwargs)
         except NotOurs:

@@ -166,6 +166,8 @@ GLOSSARY = {
     "warning_data_changed_on_resume": "data sources that changed while the run was "
                                       "interrupted and that it resumed on anyway "
                                       "(--resume-anyway): the model trained on both versions",
+    "unread_settings": "config keys set away from their defaults that nothing in this run "
+                       "read: with the rest of the config they change nothing",
     "images": "how many images were evaluated",
 }
 

@@ -5,6 +5,7 @@ metrics written last (`finish_run`)."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 
 import keras
@@ -164,7 +165,7 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) ->
     """The end of every run: the total time into `metrics`, report.html (the per-cell
     corruption accuracies stay in metrics.json only), then metrics.json, written last so
     it exists only for completed runs."""
-    from mentor.config import dumps, to_dict
+    from mentor.config import dumps, to_dict, unread_settings
     from mentor.data.files import BadImages
     from mentor.report import write_report
     from mentor.runs import read_mark
@@ -185,6 +186,14 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) ->
         warnings.append(f"{overlap} test images are also training images (data.test = "
                         f"{config.data.test}, data.train = {config.data.train}): the test "
                         "accuracy measures memorisation, not generalisation.")
+    unread = unread_settings(config)
+    if unread:  # set, yet read by nothing this run did
+        metrics["unread_settings"] = ", ".join(unread)
+        print(f"mentor: warning: this run never read {', '.join(unread)}: set, but with this "
+              "config they change nothing (e.g. train.momentum under AdamW)", file=sys.stderr,
+              flush=True)
+        warnings.append(f"Set but never read by this run (they changed nothing): "
+                        f"{', '.join(unread)}.")
     changed = read_mark(run_dir.path).get("data_changed")
     if changed:  # resumed with --resume-anyway (write_metrics records the key)
         warnings.append(f"{', '.join(changed)} changed while this run was interrupted, and "
