@@ -442,3 +442,10 @@ def test_a_resume_sees_images_replaced_under_the_names_a_list_gives(tmp_path):
     image = folder / "1" / "0001.png"
     Image.fromarray(np.full((9, 9), 7, np.uint8)).save(image)  # other pixels, same name
     assert fingerprint(str(listed)) != before
+
+
+def test_wide_integer_pixels_of_only_0_and_1_are_refused_as_ambiguous():
+    with pytest.raises(MentorError, match="all 0 or 1 .* bool"):
+        ImageSet(np.eye(8, dtype=np.int64)[None].repeat(2, 0), [0, 1], name="masks")
+    # uint8 is 0..255 by definition: kept as it is
+    assert ImageSet(np.eye(8, dtype=np.uint8)[None].repeat(2, 0), [0, 1]).x.max() == 1

@@ -55,6 +55,12 @@ def as_uint8_images(x, name: str) -> np.ndarray:
                 f"{name}: integer pixels must lie in 0..255, found {lo}..{hi}. "
                 "Rescale them to 8 bits."
             )
+        if hi <= 1 and x.size:
+            # 0/1 in wide integers is a mask, not a near-black image (uint8 means 0..255)
+            raise MentorError(
+                f"{name}: {x.dtype} pixels that are all 0 or 1 read as an almost black image "
+                "in 0..255, yet are likely black-and-white. Give them as bool (x.astype(bool)) "
+                "or as uint8 0..255 (x * 255), whichever they mean.")
         return x.astype(np.uint8)
     raise MentorError(f"{name}: images of dtype {x.dtype} are not supported; use uint8 or float.")
 
