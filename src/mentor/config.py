@@ -95,16 +95,7 @@ class Section:
 def record_reads(config):
     """Yields a set that receives, when the block ends, the dotted keys of `config` read
     inside it (reads under `quietly()` excluded)."""
-    paths = {}
-
-    def walk(section, prefix):
-        paths[id(section)] = prefix
-        for f in dataclasses.fields(section):
-            value = vars(section)[f.name]
-            if dataclasses.is_dataclass(value):
-                walk(value, f"{prefix}{f.name}.")
-
-    walk(config, "")
+    paths = _section_paths(config)
     outer = _reading.log  # inside another record_reads: share its log, leave it on
     keys, log = set(), outer if outer is not None else set()
     _reading.log = log
@@ -121,6 +112,13 @@ def _dotted_reads(config) -> set | None:
     log = _reading.log
     if log is None:
         return None
+    with quietly():
+        paths = _section_paths(config)
+    return {paths[i] + name for i, name in list(log) if i in paths}
+
+
+def _section_paths(config) -> dict[int, str]:
+    """id(section) → its dotted prefix ("", "train.", "teacher.train.", …)."""
     paths = {}
 
     def walk(section, prefix):
@@ -130,9 +128,8 @@ def _dotted_reads(config) -> set | None:
             if dataclasses.is_dataclass(value):
                 walk(value, f"{prefix}{f.name}.")
 
-    with quietly():
-        walk(config, "")
-    return {paths[i] + name for i, name in list(log) if i in paths}
+    walk(config, "")
+    return paths
 
 
 # Keys that describe a run rather than steer it, read by the run folder and the report.
