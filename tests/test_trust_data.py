@@ -252,7 +252,7 @@ def test_labels_that_are_one_number_written_differently_are_one_class(digits, tm
     merged = load_source(digits)
     assert merged.class_names == ["0", "1"] and np.bincount(merged.y).tolist() == [6, 12]
     os.rename(tmp_path / "digits" / "1", tmp_path / "digits" / "00042")  # one spelling: kept
-    assert load_source(digits).class_names == ["0", "00042", "01"]  # folders: name order
+    assert load_source(digits).class_names == ["0", "01", "00042"]  # by value, as lists
 
 
 # ---- 5. float pixels ----------------------------------------------------------------------
@@ -421,14 +421,21 @@ def test_class_names_given_twice_are_refused():
         ImageSet(np.zeros((2, 8, 8, 1), np.uint8), [0, 1], ["cat", "cat"], "d.npz")
 
 
-def test_numeric_class_folders_in_name_order_are_said(tmp_path, capsys):
+def test_numeric_class_folders_get_the_class_ids_a_list_of_the_same_labels_gets(tmp_path,
+                                                                                capsys):
     folder = pathlib.Path(write_digit_folder(tmp_path / "imgs", per_class=2, classes=2,
                                              size=8))
     (folder / "1").rename(folder / "10")
     (folder / "0").rename(folder / "9")
-    data = load_source(f"folder:{folder}")
-    assert data.class_names == ["10", "9"]
-    assert "class ids follow the folders' name order (10, 9)" in capsys.readouterr().out
+    from_folder = load_source(f"folder:{folder}")
+    assert from_folder.class_names == ["9", "10"]
+    assert "class ids follow the classes' values (9, 10)" in capsys.readouterr().out
+    rows = [(f"imgs/{c}/{i:04d}.png", c) for c in ("9", "10") for i in range(2)]
+    from_list = load_source(write_list(tmp_path / "l.csv", rows))
+    assert from_list.class_names == from_folder.class_names
+    by_file = lambda data: {os.path.basename(os.path.dirname(f)) + "/" + os.path.basename(f): y
+                            for f, y in zip(data.source_files(), data.y)}
+    assert by_file(from_list) == by_file(from_folder)  # each image, one class id
 
 
 def test_a_resume_sees_images_replaced_under_the_names_a_list_gives(tmp_path):

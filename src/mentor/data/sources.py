@@ -48,7 +48,8 @@ Data sources (spec strings):
                               arrays for images / labels (per_class and seed are taken, below).
                               An array `class_names` names classes.
   folder:PATH or PATH         a folder with one sub-folder of images per class (png, jpg, jpeg,
-                              bmp, gif, webp); class names are the sorted sub-folder names.
+                              bmp, gif, webp); classes are the sub-folders: numbers by
+                              value, then names (as a CSV list's labels).
                               Images of different sizes need image_size. A file that
                               does not decode (corrupt, truncated, empty) is skipped and
                               counted in the log and metrics.json; --strict refuses it.
@@ -491,22 +492,21 @@ def load_folder(path: Path, image_size: int | None = None, *, stream: str = "aut
     if not path.is_dir():
         raise MentorError(f"{name}: no such folder. Check the path (relative to {Path.cwd()}).")
     folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    # Folders keep their name order (a model trained before keeps its class ids); folders
-    # whose names are one number ("7", "07") are one class.
+    # Folders whose names are one number ("7", "07") are one class; classes are ordered as a
+    # CSV list's are (numbers by value, then names), so the same images and labels get the
+    # same class ids from either source, and folder "7" of 0..9 is class id 7.
     named = class_names(folders, name, lambda f: f"the class folder {path / f}")
-    classes = list(dict.fromkeys(named[f] for f in folders))
+    classes = sorted(set(named.values()), key=_number_first)
     if len(classes) < 2:
         raise MentorError(
             f"{name}: found {len(classes)} class folder(s) ({', '.join(folders) or 'none'}); "
             "a classifier needs ≥ 2 classes, one sub-folder of images for each."
         )
-    numbers = [c for c in classes if _whole_number(c) is not None]
-    if len(numbers) == len(classes) and \
-            sorted(numbers, key=lambda c: int(_whole_number(c))) != classes:
-        print(f"data: {name}: the class folders are numbers, and their class ids follow the "
-              f"folders' name order ({', '.join(classes[:4])}{', …' if len(classes) > 4 else ''}), "
-              "as torchvision's and Keras's folder readers order them; a CSV list orders "
-              "numeric labels by value", flush=True)
+    by_name = sorted(dict.fromkeys(named[f] for f in folders))
+    if by_name != classes:
+        print(f"data: {name}: class ids follow the classes' values ({', '.join(classes[:4])}"
+              f"{', …' if len(classes) > 4 else ''}), not the folders' name order as "
+              "torchvision's and Keras's folder readers give them", flush=True)
     index = {c: i for i, c in enumerate(classes)}
     files, labels = [], []
     for folder in folders:
