@@ -423,3 +423,15 @@ def test_a_setting_the_run_never_reads_is_said_in_the_log_metrics_and_report(tmp
     assert "this run never read train.momentum, train.plateau_patience" in \
         capsys.readouterr().err
     assert "Set but never read by this run" in (tmp_path / "run" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"num_classes": "10", "image_size": 8, "channels": 1}, "num_classes must be a whole"),
+    ({"num_classes": 10, "image_size": 0, "channels": 1}, "image_size must be a whole"),
+    ({"num_classes": 10, "image_size": 8, "channels": 2}, "channels must be 1"),
+])
+def test_build_model_checks_its_shape_arguments(kwargs, words):
+    from mentor.models import build_model
+
+    with pytest.raises(MentorError, match=words):
+        build_model("small_cnn", **kwargs)

@@ -62,10 +62,19 @@ MODELS = {
 def build_model(name, *, num_classes, image_size, channels, **options):
     """Build model `name` from MODELS for B x image_size x image_size x channels images."""
     spec = _spec(name)
+    _check_shape(num_classes, image_size, channels)
     _check_options(name, spec, options)
     model = spec.builder(num_classes, image_size, channels, **spec.fixed, **options)
     accelerate(model)
     return model
+
+
+def _check_shape(num_classes, image_size, channels):
+    for key, value, low in (("num_classes", num_classes, 2), ("image_size", image_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise MentorError(f"{key} must be a whole number ≥ {low}, got {value!r}.")
+    if channels not in (1, 3):
+        raise MentorError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}.")
 
 
 def build(spec, *, num_classes, image_size, channels):
