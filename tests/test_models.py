@@ -126,7 +126,9 @@ def test_std_conv_convolves_with_the_standardized_kernel():
 
 def test_std_conv_reloads_with_its_epsilon(tmp_path):
     inputs = keras.Input((8, 8, 2))
-    model = keras.Model(inputs, StdConv2D(4, 3, epsilon=1e-4, name="ws")(inputs))
+    # flattened: mentor loads classifiers, one (batch, scores) output
+    model = keras.Model(inputs, keras.layers.Flatten()(
+        StdConv2D(4, 3, epsilon=1e-4, name="ws")(inputs)))
     x = np.random.default_rng(0).normal(size=(BATCH, 8, 8, 2)).astype("float32")
     model.save(tmp_path / "ws.keras")
     reloaded = load_model(tmp_path / "ws.keras")
