@@ -102,6 +102,17 @@ def test_a_run_folder_inside_its_data_folder_is_refused_before_it_is_made(capsys
     assert sorted(os.listdir(images)) == before  # no class folder named after the run
 
 
+def test_a_default_run_folder_inside_its_data_folder_is_never_made(capsys, tmp_path,
+                                                                   monkeypatch):
+    from conftest import write_digit_folder
+
+    images = pathlib.Path(write_digit_folder(tmp_path / "imgs", per_class=4, classes=2, size=8))
+    monkeypatch.chdir(images)  # runs/NAME-STAMP would land among the class folders
+    code, _, err = run_cli(capsys, "train", "demo", "--set", "data.train=folder:.")
+    assert code == 2 and "lies in (or holds) the data folder" in err
+    assert not (images / "runs").exists()
+
+
 def test_an_empty_out_is_refused_not_replaced_by_a_default(capsys):
     code, _, err = run_cli(capsys, *TRAIN, "--out", "")
     assert code == 2 and "--out is empty" in err

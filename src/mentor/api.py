@@ -158,8 +158,9 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     name = name or default_name
     if out is not None and not str(out).strip():
         raise UsageError("out is an empty path; give a folder, or None for runs/NAME-TIMESTAMP.")
-    run_dir = RunDir(out or default_run_path(name), resume_anyway=bool(resume_anyway),
-                     inputs=input_paths(to_dict(config)))
+    inputs = input_paths(to_dict(config))
+    run_dir = RunDir(out or default_run_path(name, inputs=inputs),
+                     resume_anyway=bool(resume_anyway), inputs=inputs)
     with user_callbacks(callbacks):
         metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
     for file in ("model.keras", "student.keras"):

@@ -37,18 +37,16 @@ line or the config is wrong (nothing was done).
 
 
 def _train(args):
-    from mentor.config import load_config
+    from mentor.config import load_config, to_dict
     from mentor.models import unsafe_loading
     from mentor.recipes import get_recipe
-    from mentor.runs import RunDir, default_run_path
+    from mentor.runs import RunDir, default_run_path, input_paths
 
     _join_processes(args)
     config, name = load_config(args.config, args.set + _runtime_overrides(args))
-    from mentor.config import to_dict
-    from mentor.runs import input_paths
-
-    run_dir = RunDir(args.out or default_run_path(name), resume_anyway=args.resume_anyway,
-                     inputs=input_paths(to_dict(config)))
+    inputs = input_paths(to_dict(config))
+    run_dir = RunDir(args.out or default_run_path(name, inputs=inputs),
+                     resume_anyway=args.resume_anyway, inputs=inputs)
     print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
     with unsafe_loading(args.unsafe):
         metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
@@ -144,8 +142,7 @@ _NOT_A_RESULT = {".keras", ".h5", ".npz", ".npy", ".png", ".jpg", ".jpeg", ".bmp
                  ".tar", ".bz2", ".zip", ".py"}
 
 
-def _check_output_file(name, flag: str, inputs=(), *, replaces: str = "", create: bool = True,
-                       mine=None):
+def _check_output_file(name, flag: str, inputs=(), *, create: bool = True, mine=None):
     """Refuse a result file that would destroy something: one of this command's inputs
     (the model, a run folder's files, an image or data file, and the data that run was
     trained on), or an existing file mentor did not write (`mine(path)` says whether an
@@ -170,7 +167,7 @@ def _check_output_file(name, flag: str, inputs=(), *, replaces: str = "", create
                 pathlib.Path(given).resolve() in path.resolve().parents:
             raise MentorError(f"{flag} {path} is a file of the input folder {given}: writing "
                               "it would destroy it. Give a file name outside that folder.")
-    if path.exists() and path.suffix.lower() in _NOT_A_RESULT - {replaces}:
+    if path.exists() and path.suffix.lower() in _NOT_A_RESULT:
         raise MentorError(f"{flag} {path} exists and is a {path.suffix} file, not a result "
                           "mentor wrote: mentor will not overwrite it. Give another file name.")
     if path.is_file() and mine is not None and not mine(path):
@@ -212,18 +209,16 @@ def _trained_on(inputs) -> list[str]:
     return found
 
 
-def _starts_with(header: str):
-    """Whether an existing file begins with `header`: a result mentor wrote before."""
-    def mine(path) -> bool:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return f.read(len(header)) == header
-        except (OSError, UnicodeDecodeError):
-            return False
-    return mine
-
-
 PREDICTIONS_HEADER = "image,predicted,class_name,probability"
+
+
+def _is_predictions(path) -> bool:
+    """Whether an existing file is a CSV `mentor predict` wrote (its header)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(len(PREDICTIONS_HEADER)) == PREDICTIONS_HEADER
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _is_evaluation(path) -> bool:
@@ -295,7 +290,7 @@ def _predict(args):
     from mentor.predict import predict_images
 
     _check_output_file(args.out, "--out", [args.model, *args.images],
-                       mine=_starts_with(PREDICTIONS_HEADER))
+                       mine=_is_predictions)
     model_file, run = model_and_run(args.model)
     model = load_model(model_file, safe_mode=not args.unsafe)
     text, summary = predict_images(model, args.images, batch_size=args.batch_size, run=run)
@@ -316,10 +311,8 @@ def _export(args):
 
     check_exportable(args.format, keras.backend.backend(), args.out)
     model_file, _ = model_and_run(args.model)
-    if args.format != "saved_model":
-        # an earlier export of the same format may be replaced, nothing else
-        _check_output_file(args.out, "--out", [args.model, model_file],
-                           replaces=pathlib.Path(args.out).suffix.lower(), create=False)
+    # check_exportable refused an --out that exists; this refuses one inside a run folder
+    _check_output_file(args.out, "--out", [args.model, model_file], create=False)
     model = load_model(model_file, safe_mode=not args.unsafe)
     difference = export_model(model, args.format, args.out)
     check = ("not checked: no runtime for it is installed" if difference != difference

@@ -152,12 +152,10 @@ def unread_settings(config) -> list[str]:
         for key, value in values.items():
             dotted = prefix + key
             if isinstance(value, dict) and isinstance(defaults.get(key), dict):
-                if key == "options":  # model options: a dict of the builder's own keys
-                    if value != defaults.get(key) and dotted not in read:
-                        changed.append(dotted)
+                if key != "options":  # model options: one key, the builder's own dict
+                    walk(value, defaults[key], dotted + ".")
                     continue
-                walk(value, defaults[key], dotted + ".")
-            elif value != defaults.get(key) and dotted not in _NOT_SETTINGS:
+            if value != defaults.get(key) and dotted not in _NOT_SETTINGS:
                 changed.append(dotted)
 
     walk(given, default, "")

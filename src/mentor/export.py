@@ -25,9 +25,9 @@ import tempfile
 import numpy as np
 
 from mentor.errors import MentorError, UsageError
+from mentor.runs import TEMP_PREFIX
 
 FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
-TEMP_PREFIX = ".mentor-tmp-"
 
 # (format, backend) → the modules Keras imports for it; None: Keras cannot on that backend
 NEEDS = {

@@ -58,13 +58,14 @@ class NotOurs(MentorError):
     status left as it is."""
 
 
-def default_run_path(name: str, root: str = "runs") -> pathlib.Path:
+def default_run_path(name: str, root: str = "runs", *, inputs=()) -> pathlib.Path:
     """runs/NAME-TIMESTAMP, made here: a second run started in the same second (another
     shell, a script's loop) gets NAME-TIMESTAMP-2, not the first one's folder. In a
     multi-process job every process must name the same folder, so there it is only named
-    (give such jobs --out)."""
+    (give such jobs --out). Refused, before it is made, inside a data folder in `inputs`."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = pathlib.Path(root) / f"{name}-{stamp}"
+    check_not_inside(base, inputs)
     if process_shard()[1] > 1:
         return base
     base.parent.mkdir(parents=True, exist_ok=True)
