@@ -26,8 +26,9 @@ def _compare(difference: float, better: str, worse: str, same: str = "matches") 
 
 
 def _supervised(m: dict) -> str:
+    held = "" if m.get("warning_test_in_train") else "held-back "  # not when it trained on them
     return (f"The model classifies {percent(m['test_acc'])} of the {m['test_images']:,} "
-            f"held-back test images correctly ({m['params']:,} parameters, "
+            f"{held}test images correctly ({m['params']:,} parameters, "
             f"{m['steps']:,} steps).")
 
 
