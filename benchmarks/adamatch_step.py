@@ -30,9 +30,8 @@ from _bench import interleaved, write_section  # noqa: E402
 
 import mentor  # noqa: F401  (backend choice)
 from mentor import augment
-from mentor.config import AdaMatchLossConfig
 from mentor.models import build_model
-from mentor.recipes.adamatch import AdaMatchTrainer
+from mentor.recipes.adamatch import AdaMatchLossConfig, AdaMatchTrainer
 
 SOURCE, RATIO, SIZE, CLASSES = 64, 3, 32, 10
 

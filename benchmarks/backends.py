@@ -39,10 +39,10 @@ def worker(precision: str):
 
     import mentor  # noqa: F401  (before keras: the backend)
     from mentor import augment
-    from mentor.config import DistillLossConfig
+    from mentor.core.evaluation import flip_averaged
     from mentor.core.trainer import ClassifierTrainer
     from mentor.models import build_model
-    from mentor.recipes.distill import DistillTrainer, SharedView, flip_averaged
+    from mentor.recipes.distill import DistillLossConfig, DistillTrainer, SharedView
 
     keras.mixed_precision.set_global_policy(precision)
     rng = np.random.default_rng(0)

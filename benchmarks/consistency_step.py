@@ -19,10 +19,9 @@ from _bench import interleaved, limit_table, write_section  # noqa: E402
 
 import mentor  # noqa: F401  (backend choice)
 from mentor import augment
-from mentor.config import ConsistencyLossConfig
 from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model
-from mentor.recipes.consistency import ConsistencyTrainer
+from mentor.recipes.consistency import ConsistencyLossConfig, ConsistencyTrainer
 
 BATCH = 64  # the consistency preset's batch
 

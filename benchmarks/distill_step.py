@@ -21,10 +21,10 @@ import numpy as np
 from _bench import interleaved, limit_table, write_section  # noqa: E402
 
 import mentor  # noqa: F401  (backend choice)
-from mentor.config import DistillLossConfig
+from mentor.core.evaluation import flip_averaged
 from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model
-from mentor.recipes.distill import DistillTrainer, SharedView, flip_averaged
+from mentor.recipes.distill import DistillLossConfig, DistillTrainer, SharedView
 
 BATCH = 64  # the preset's batch
 

@@ -10,10 +10,11 @@ from conftest import as_numpy as np_
 from conftest import write_npz
 
 from mentor.compat import batch_norm_statistics_frozen, flatten_layers
-from mentor.config import AdaMatchLossConfig, from_dict, set_dotted
+from mentor.config import set_dotted
 from mentor.core.checkpoints import load_state, save_state
 from mentor.errors import MentorError
-from mentor.recipes.adamatch import AdaMatchTrainer
+from mentor.recipes import from_dict
+from mentor.recipes.adamatch import AdaMatchLossConfig, AdaMatchTrainer
 
 # Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
 pytestmark = pytest.mark.neutral
@@ -153,7 +154,7 @@ def config(**values):
 def test_short_ssl_run_writes_the_output_contract(tmp_path):
     from mentor.recipes import adamatch
 
-    metrics = adamatch.run(config(**{"baseline.enabled": True}), tmp_path / "run")
+    metrics = adamatch.RECIPE.run(config(**{"baseline.enabled": True}), tmp_path / "run")
     for key in ("target_acc", "source_acc", "source_only_target_acc"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["steps"] == 6 and metrics["source_images"] == 50
@@ -174,23 +175,23 @@ def test_bad_adamatch_inputs_get_clear_messages(tmp_path):
 
     x = np.zeros((300, 8, 8), np.uint8)
     with pytest.raises(MentorError, match="fewer than labels_per_class = 500"):
-        adamatch.run(config(labels_per_class=500), tmp_path / "a")
+        adamatch.RECIPE.run(config(labels_per_class=500), tmp_path / "a")
     with pytest.raises(MentorError, match="needs target.train"):
-        adamatch.run(config(mode="uda"), tmp_path / "b")
+        adamatch.RECIPE.run(config(mode="uda"), tmp_path / "b")
     five = write_npz(tmp_path / "five.npz", x=x, y=np.arange(300) % 5)
     twelve = write_npz(tmp_path / "twelve.npz", x=x, y=np.arange(300) % 12)
     with pytest.raises(MentorError, match="share one label space"):
-        adamatch.run(config(mode="uda", **{"data.train": five, "target.train": twelve}),
+        adamatch.RECIPE.run(config(mode="uda", **{"data.train": five, "target.train": twelve}),
                      tmp_path / "c")
     empty = write_npz(tmp_path / "empty.npz", x=np.zeros((0, 8, 8), np.uint8), y=np.zeros(0, int))
     with pytest.raises(MentorError, match="empty|no images"):
-        adamatch.run(config(mode="uda", **{"target.train": empty}), tmp_path / "d")
+        adamatch.RECIPE.run(config(mode="uda", **{"target.train": empty}), tmp_path / "d")
     rgba = write_npz(tmp_path / "rgba.npz", x=np.zeros((300, 8, 8, 4), np.uint8), y=np.arange(300) % 5)
     with pytest.raises(MentorError, match="must have 1 or 3 channels"):
-        adamatch.run(config(mode="uda", **{"data.train": five, "target.train": rgba}),
+        adamatch.RECIPE.run(config(mode="uda", **{"data.train": five, "target.train": rgba}),
                      tmp_path / "f")
     with pytest.raises(MentorError, match="mode.*must be one of .uda., .ssda., .ssl."):
-        adamatch.run(config(mode="semi"), tmp_path / "e")
+        adamatch.RECIPE.run(config(mode="semi"), tmp_path / "e")
     for d in "abcdef":
         assert not (tmp_path / d / "metrics.json").exists()
 

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from mentor.cli import main
-from mentor.config import dumps, list_presets, load_config, to_dict
+from mentor.config import dumps, list_presets, to_dict
+from mentor.recipes import load_config
 
 
 def run_cli(capsys, *args):

@@ -3,18 +3,11 @@ import pathlib
 
 import pytest
 
-from mentor.config import (
-    SupervisedConfig,
-    apply_overrides,
-    dumps,
-    from_dict,
-    list_presets,
-    load_config,
-    read_toml,
-    to_dict,
-)
+from mentor.config import apply_overrides, dumps, list_presets, read_toml, to_dict
 from mentor.errors import MentorError
 from mentor.models import MODELS
+from mentor.recipes import from_dict, load_config
+from mentor.recipes.supervised import SupervisedConfig
 
 try:
     import tomllib

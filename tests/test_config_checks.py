@@ -2,20 +2,16 @@
 their recipe, every choice field refuses a bad value before any training step, and every
 number is range-checked at load."""
 
+import dataclasses
 import pathlib
 
 import keras
 import pytest
 
 from mentor.cli import main
-from mentor.config import (
-    apply_overrides,
-    from_dict,
-    list_presets,
-    read_toml,
-    record_reads,
-)
+from mentor.config import apply_overrides, list_presets, read_toml, record_reads
 from mentor.errors import MentorError
+from mentor.recipes import from_dict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = [name for name, _ in list_presets()] + sorted(
@@ -27,11 +23,10 @@ TINY = {"data.train": "embedded:digits", "data.test": "", "data.image_size": 8,
         "data.val_fraction": 0.1, "model.name": "small_cnn", "model.options": {"width": 4},
         "train.epochs": 1, "train.steps_per_epoch": 2, "train.warmup_steps": 0,
         "train.batch_size": 8}
-TINY_BY_RECIPE = {
-    "consistency": {"robustness.max_images": 4, "robustness.corruptions": ["fog"],
-                    "robustness.severities": [1]},
-    "distill": {"augment.crop_size": 0},
-}
+TINY_BY_RECIPE = {"distill": {"augment.crop_size": 0}}
+# any recipe with a [robustness] sweep, or a [teacher] it trains first
+TINY_SWEEP = {"robustness.max_images": 4, "robustness.corruptions": ["fog"],
+              "robustness.severities": [1]}
 # AdaMatch reads each of these in one mode only (a key its mode does not read is an error)
 TINY_BY_MODE = {"uda": {"target.train": "embedded:digits"},
                 "ssda": {"target.train": "embedded:digits", "target.labels_per_class": 2},
@@ -59,17 +54,19 @@ def file_keys(values: dict, config, prefix="") -> set:
 @pytest.mark.slow
 @pytest.mark.parametrize("source", CONFIGS)
 def test_every_key_a_preset_or_example_sets_is_read_by_its_recipe(source, tmp_path):
-    from mentor.recipes import get_recipe
+    from mentor import recipes
 
     values, name, _ = read_toml(source)
     recipe = values["recipe"]
+    sections = {f.name for f in dataclasses.fields(recipes.get(recipe).config)}
     overrides = {**TINY, **TINY_BY_RECIPE.get(recipe, {}),
                  **(TINY_BY_MODE[values.get("mode", "uda")] if recipe == "adamatch" else {}),
-                 **(TEACHER if recipe in ("consistency", "distill") else {})}
+                 **(TINY_SWEEP if "robustness" in sections else {}),
+                 **(TEACHER if "teacher" in sections else {})}
     config = from_dict(apply_overrides(read_toml(source)[0],
                                        [f"{k}={_toml(v)}" for k, v in overrides.items()]))
     with record_reads(config) as read:
-        get_recipe(recipe).run(config, tmp_path / "run", name=name)
+        recipes.get(recipe).run(config, tmp_path / "run", name=name)
     unread = file_keys(values, config) - read
     assert not unread, f"{source} sets keys its recipe never reads: {sorted(unread)}"
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import bn_classifier
 
 from mentor import augment
-from mentor.config import ConsistencyLossConfig, from_dict
 from mentor.losses import consistency_loss
-from mentor.recipes.consistency import ConsistencyTrainer
+from mentor.recipes import from_dict
+from mentor.recipes.consistency import ConsistencyLossConfig, ConsistencyTrainer
 
 # Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
 pytestmark = pytest.mark.neutral
@@ -90,7 +90,7 @@ def test_short_consistency_run_on_real_digits(tmp_path):
                        "max_images": 64},
         "student_from_teacher_init": True,
     })
-    metrics = consistency.run(config, tmp_path / "run")
+    metrics = consistency.RECIPE.run(config, tmp_path / "run")
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == metrics
     for key in ("recipe", "backend", "steps", "seconds", "teacher_clean_acc",

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from conftest import bn_classifier
 
-from mentor.config import DistillLossConfig, from_dict, set_dotted
+from mentor.config import set_dotted
+from mentor.core.evaluation import compare
 from mentor.core.optim import build_optimizer
 from mentor.errors import MentorError
 from mentor.losses import soft_target_kl as distill_loss
-from mentor.recipes.distill import DistillTrainer, SharedView, compare
+from mentor.recipes import from_dict
+from mentor.recipes.distill import DistillLossConfig, DistillTrainer, SharedView
 
 # Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
 pytestmark = pytest.mark.neutral
@@ -205,7 +207,7 @@ def test_a_run_resumed_after_its_teacher_stage_still_counts_the_teachers_steps(t
     from mentor.recipes import distill
 
     config = tiny_config(**{"train.epochs": 1})
-    first = distill.run(config, tmp_path / "run")
+    first = distill.RECIPE.run(config, tmp_path / "run")
     # 2 teacher epochs of ⌈train images / 64⌉ steps
     assert first["teacher_steps"] == 2 * -(-first["train_images"] // 64)
     assert first["teacher_seconds"] > 0
@@ -213,7 +215,7 @@ def test_a_run_resumed_after_its_teacher_stage_still_counts_the_teachers_steps(t
     for name in ("metrics.json", "student.keras"):
         (tmp_path / "run" / name).unlink()
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "student")
-    again = distill.run(config, tmp_path / "run")
+    again = distill.RECIPE.run(config, tmp_path / "run")
     assert again["teacher_steps"] == first["teacher_steps"]
     assert again["teacher_seconds"] == first["teacher_seconds"]
 
@@ -222,7 +224,7 @@ def test_a_run_resumed_after_its_teacher_stage_still_counts_the_teachers_steps(t
 def test_short_distill_run_writes_the_output_contract(tmp_path):
     from mentor.recipes import distill
 
-    metrics = distill.run(tiny_config(**{"baseline.enabled": True}), tmp_path / "run")
+    metrics = distill.RECIPE.run(tiny_config(**{"baseline.enabled": True}), tmp_path / "run")
     for key in ("teacher_acc", "student_acc", "student_teacher_agreement", "teacher_params",
                 "student_params", "student_labels_only_acc", "student_teacher_kl"):
         assert key in metrics
@@ -246,7 +248,7 @@ def test_interrupted_run_resumes_at_the_right_step_with_the_right_learning_rate(
     from mentor.recipes import distill
 
     config = tiny_config()
-    straight = distill.run(config, tmp_path / "straight")
+    straight = distill.RECIPE.run(config, tmp_path / "straight")
 
     original = pipeline.Batches.__getitem__
 
@@ -257,13 +259,13 @@ def test_interrupted_run_resumes_at_the_right_step_with_the_right_learning_rate(
 
     monkeypatch.setattr(pipeline.Batches, "__getitem__", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        distill.run(config, tmp_path / "resumed")
+        distill.RECIPE.run(config, tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "metrics.json").exists()
     saved = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints" / "student").iterdir())
     assert saved == ["epoch-0001.npz", "epoch-0002.npz"]
     monkeypatch.setattr(pipeline.Batches, "__getitem__", original)
 
-    resumed = distill.run(config, tmp_path / "resumed")
+    resumed = distill.RECIPE.run(config, tmp_path / "resumed")
     for key in ("teacher_acc", "student_acc", "student_teacher_agreement",
                 "student_teacher_kl"):
         assert resumed[key] == pytest.approx(straight[key], abs=1e-6), key
@@ -290,7 +292,7 @@ def test_resuming_with_another_config_is_refused(tmp_path):
     RunDir(tmp_path / "run").write_config({"recipe": "distill", "seed": 1}, "x")
     (tmp_path / "run" / "teacher.keras").write_bytes(b"")  # it had saved something
     with pytest.raises(MentorError, match="unfinished run with another config"):
-        distill.run(tiny_config(), tmp_path / "run")
+        distill.RECIPE.run(tiny_config(), tmp_path / "run")
 
 
 # ----------------------------------------------------------------------------- bad teachers
@@ -307,11 +309,11 @@ def test_a_teacher_with_another_class_count_is_refused(tmp_path):
     path = save(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                                   keras.layers.Dense(12)]), tmp_path / "t12.keras")
     with pytest.raises(MentorError, match="teacher predicts 12 classes but the student 10"):
-        distill.run(tiny_config(**{"teacher.path": path}), tmp_path / "run")
+        distill.RECIPE.run(tiny_config(**{"teacher.path": path}), tmp_path / "run")
     path = save(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                                   keras.layers.Dense(5)]), tmp_path / "t5.keras")
     with pytest.raises(MentorError, match="predicts 5 classes"):
-        distill.run(tiny_config(**{"teacher.path": path}), tmp_path / "run2")
+        distill.RECIPE.run(tiny_config(**{"teacher.path": path}), tmp_path / "run2")
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
@@ -321,7 +323,7 @@ def test_a_teacher_for_another_image_size_is_refused(tmp_path):
     path = save(keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
                                   keras.layers.Dense(10)]), tmp_path / "t.keras")
     with pytest.raises(MentorError, match=r"takes images of shape \(16, 16, 1\)"):
-        distill.run(tiny_config(**{"teacher.path": path}), tmp_path / "run")
+        distill.RECIPE.run(tiny_config(**{"teacher.path": path}), tmp_path / "run")
 
 
 def test_a_teacher_file_that_does_not_load_is_refused(tmp_path):
@@ -329,10 +331,10 @@ def test_a_teacher_file_that_does_not_load_is_refused(tmp_path):
 
     (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(MentorError, match="broken.keras"):
-        distill.run(tiny_config(**{"teacher.path": str(tmp_path / "broken.keras")}),
+        distill.RECIPE.run(tiny_config(**{"teacher.path": str(tmp_path / "broken.keras")}),
                     tmp_path / "run")
     with pytest.raises(MentorError, match="no such model file"):
-        distill.run(tiny_config(**{"teacher.path": str(tmp_path / "missing.keras")}),
+        distill.RECIPE.run(tiny_config(**{"teacher.path": str(tmp_path / "missing.keras")}),
                     tmp_path / "run2")
 
 
@@ -345,7 +347,7 @@ def test_a_softmax_teacher_is_distilled_from_its_log_probabilities(tmp_path, cap
                                 keras.layers.Flatten(), keras.layers.Dense(10),
                                 keras.layers.Softmax()])
     path = save(teacher, tmp_path / "softmax.keras")
-    metrics = distill.run(tiny_config(**{"teacher.path": path}), tmp_path / "run")
+    metrics = distill.RECIPE.run(tiny_config(**{"teacher.path": path}), tmp_path / "run")
     assert "outputs are probabilities" in capsys.readouterr().out
     assert np.isfinite(metrics["student_teacher_kl"]) and metrics["student_teacher_kl"] < 5
 
@@ -374,7 +376,7 @@ def test_a_teacher_can_be_named_by_its_run_directory(tmp_path):
 
 
 def test_a_flip_averaged_teacher_is_the_mean_of_its_outputs_on_the_image_and_its_mirror():
-    from mentor.recipes.distill import flip_averaged
+    from mentor.core.evaluation import flip_averaged
 
     keras.utils.set_random_seed(0)
     teacher = bn_classifier(name="teacher")
@@ -397,7 +399,7 @@ def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_fr
 
     keras.utils.set_random_seed(0)
     config = tiny_config(**{"teacher.flip_average": True, "baseline.enabled": True})
-    metrics = distill.run(config, tmp_path / "run")
+    metrics = distill.RECIPE.run(config, tmp_path / "run")
     teacher = load_model(tmp_path / "run" / "teacher.keras")  # saved before training the student
     _, _, test = load_splits(config.data, config.seed)
     x = test.x.astype("float32")
@@ -423,19 +425,18 @@ def test_a_run_with_a_flip_averaged_teacher_reports_that_teacher_and_keeps_it_fr
 
 
 def test_evaluating_a_run_directory_names_what_is_missing(tmp_path):
-    from mentor.config import dumps, to_dict
-    from mentor.evaluate import evaluate_distill_run as evaluate_run
+    from mentor.evaluate import evaluate_run as evaluate_any_run
+    from mentor.recipes import distill
 
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(MentorError, match="no config.toml"):
-        evaluate_run(run, "embedded:digits")
-    (run / "config.toml").write_text(dumps(to_dict(from_dict({"recipe": "supervised"}))))
-    (run / "model.keras").write_bytes(b"")
-    with pytest.raises(MentorError, match=r"not a distill run.*model\.keras"):
-        evaluate_run(run, "embedded:digits")
+        evaluate_any_run(run, "embedded:digits")
     gone = str(tmp_path / "deleted-teacher.keras")
-    (run / "config.toml").write_text(dumps(to_dict(tiny_config(**{"teacher.path": gone}))))
+
+    def evaluate_run(path, source, **kwargs):
+        return distill.evaluate_run(path, tiny_config(**{"teacher.path": gone}), source, **kwargs)
+
     with pytest.raises(MentorError, match="no student.keras"):
         evaluate_run(run, "embedded:digits")
     bn_classifier(classes=10).save(run / "student.keras")

@@ -7,12 +7,13 @@ Each backend's pass exercises its own exporters: the format tests are marked `ne
 (the JAX pass) and `smoke` (the TensorFlow pass) as well as running in the torch pass."""
 
 import importlib.util
+
 import keras
 import numpy as np
 import pytest
 
 from mentor.cli import main
-from mentor.export import NEEDS, TEMP_PREFIX
+from mentor.export import NEEDS
 
 # The exporters' packages that cannot join this test environment; every other one is in
 # the `test` extra, so its format is tested rather than skipped.

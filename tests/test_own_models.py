@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import as_numpy
 
-from mentor.config import ModelConfig, from_dict
+from mentor.config import ModelConfig
 from mentor.core.trainer import ClassifierTrainer
 from mentor.errors import MentorError
 from mentor.models import build, load_model
+from mentor.recipes import from_dict
 
 APP = "keras.applications:MobileNetV3Small"  # 0.9 M parameters: the cheapest to build
 

@@ -112,13 +112,12 @@ def _orphans() -> list[int]:
 
 
 def test_two_runs_with_the_same_seed_give_identical_metrics(tmp_path):
-    from mentor.config import load_config
-    from mentor.recipes import supervised
+    from mentor.recipes import load_config, supervised
 
     results = []
     for run in ("a", "b"):
         config, _ = load_config("demo", [a for a in ARGS[2:] if a != "--set"])
-        results.append(supervised.run(config, tmp_path / run))
+        results.append(supervised.RECIPE.run(config, tmp_path / run))
     for key in results[0]:
         if key != "seconds":
             assert results[0][key] == results[1][key], key

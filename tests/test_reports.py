@@ -6,10 +6,11 @@ import re
 
 import pytest
 
+from mentor import recipes
 from mentor.console import corruption_table, duration, format_value, print_metrics
-from mentor.demo import headline, write_index
+from mentor.demo import write_index
+from mentor.recipes import say as verdict
 from mentor.report import _panels, plot_history, write_report
-from mentor.verdict import GLOSSARY, verdict
 
 pytestmark = pytest.mark.neutral
 
@@ -83,7 +84,7 @@ def test_the_console_prints_means_per_corruption_not_every_cell(capsys):
         for i, c in enumerate(names):
             for s in range(1, 6):
                 metrics[f"{who}_corrupt_acc/{c}/{s}"] = base + 0.01 * s  # mean = base + 0.03
-    print_metrics(metrics, "runs/x")
+    print_metrics(metrics, "runs/x", verdict(metrics))
     out = capsys.readouterr().out
     assert "corrupt_acc/" not in out  # 190 cells stay in metrics.json
     table = corruption_table(metrics)
@@ -93,11 +94,13 @@ def test_the_console_prints_means_per_corruption_not_every_cell(capsys):
 
 
 def test_a_report_opens_with_its_verdict_and_explains_its_metrics(tmp_path):
-    page = write_report(tmp_path / "report.html", "t", DISTILL, []).read_text()
+    terms = recipes.get("distill").glossary
+    page = write_report(tmp_path / "report.html", "t", DISTILL, [], verdict=verdict(DISTILL),
+                        terms=terms).read_text()
     lead = re.search(r'<p class="verdict">(.*?)</p>', page).group(1)
     assert html.unescape(lead) == verdict(DISTILL)
     for key in ("student_labels_only_acc", "student_acc", "teacher_acc"):
-        assert f"<dt>{key}</dt><dd>{html.escape(GLOSSARY[key])}</dd>" in page
+        assert f"<dt>{key}</dt><dd>{html.escape(terms[key])}</dd>" in page
     assert "<td>96.9 %</td>" in page  # formatted by kind in the table too
 
 
@@ -124,8 +127,9 @@ def test_the_demo_index_links_every_part_with_its_headline(tmp_path):
     (tmp_path / "distill" / "accuracy.png").write_bytes(b"png")
     page = write_index(tmp_path, results, {"supervised": 35, "distill": 68, "adamatch": 93},
                        196).read_text()
-    assert headline(ADAMATCH) == "target: source-only 22.7 % → AdaMatch 65.6 %"
-    assert html.escape(headline(DISTILL)) in page
+    assert recipes.get("adamatch").headline(ADAMATCH) == \
+        "target: source-only 22.7 % → AdaMatch 65.6 %"
+    assert html.escape(recipes.get("distill").headline(DISTILL)) in page
     for part in results:
         assert f'href="{part}/report.html"' in page
     assert 'src="distill/accuracy.png"' in page  # figures only where the file exists

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from mentor import recipes
 from mentor.errors import MentorError
 from mentor.runtime import plan_devices, runtime
 
@@ -26,7 +27,7 @@ def test_each_recipe_on_two_devices_matches_one_device_with_the_same_global_batc
     results = json.loads(done.stdout.strip().splitlines()[-1])
     resume = results.pop("resume")  # AdaMatch's checkpoint from two devices, read on one
     assert resume["epoch"] == 1 and resume["devices"] == 1 and resume["max_diff"] == 0.0
-    assert set(results) == {"supervised", "consistency", "distill", "adamatch"}
+    assert set(results) == set(recipes.NAMES)
     for recipe, r in results.items():
         assert r["devices"] == 2, recipe
         assert r["variable_devices"] == 2, recipe  # each variable on both devices
@@ -78,9 +79,8 @@ def test_an_uneven_global_batch_is_refused(monkeypatch):
     "mixed_float16", marks=pytest.mark.torch_once)])
 def test_a_step_in_mixed_precision_has_a_finite_float32_loss(precision):
     from mentor import augment
-    from mentor.config import AdaMatchLossConfig
     from mentor.models import build_model
-    from mentor.recipes.adamatch import AdaMatchTrainer
+    from mentor.recipes.adamatch import AdaMatchLossConfig, AdaMatchTrainer
 
     with runtime(precision=precision):
         classifier = build_model("small_cnn", num_classes=4, image_size=8, channels=1, width=4)
@@ -124,7 +124,8 @@ def test_precision_flag_reaches_the_run(tmp_path, capsys):
 
 
 def test_resuming_ignores_the_runtime_section_but_not_the_rest(tmp_path):
-    from mentor.config import load_config, to_dict
+    from mentor.config import to_dict
+    from mentor.recipes import load_config
     from mentor.runs import NotOurs, RunDir
 
     config, _ = load_config("demo", [])

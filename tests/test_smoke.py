@@ -7,7 +7,6 @@ rest of the suite.
 """
 
 import html
-import importlib
 import json
 import re
 
@@ -15,10 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-from mentor.config import from_dict
+from mentor import recipes
 from mentor.core.run import accuracy
 from mentor.data.splits import load_splits
+from mentor.evaluate import evaluate_run
 from mentor.models import load_model
+from mentor.recipes import from_dict
 
 pytestmark = [pytest.mark.smoke, pytest.mark.neutral]
 
@@ -34,13 +35,13 @@ VERDICT_KEYS = {"supervised": ["test_acc"],
                 "distill": ["student_acc", "teacher_acc", "student_labels_only_acc"],
                 "adamatch": ["target_acc", "source_only_target_acc"]}
 
-# The figure that carries each recipe's comparison (the demo's index page shows it).
-KEY_FIGURES = {"supervised": ["curves.png"],
-               "consistency": ["difference.png", "per_corruption.png", "robustness.png"],
-               "distill": ["accuracy.png", "views.png"],
-               "adamatch": ["accuracy.png", "target_accuracy.png", "views.png"]}
+# Figures each report must show besides the one that carries its recipe's comparison.
+KEY_FIGURES = {"supervised": [],
+               "consistency": ["difference.png", "robustness.png"],
+               "distill": ["views.png"],
+               "adamatch": ["accuracy.png", "views.png"]}
 
-CASES = {  # recipe → (config, saved model, metric it must reproduce)
+CASES = {  # recipe → (config, its model's file, metric that file must reproduce)
     "supervised": ({"augment": {"flip": False}}, "model.keras", "test_acc"),
     "consistency": ({"teacher": TEACHER, "robustness": {"corruptions": ["gaussian_noise"],
                                                         "severities": [1],
@@ -54,13 +55,14 @@ CASES = {  # recipe → (config, saved model, metric it must reproduce)
 }
 
 
-@pytest.mark.parametrize("recipe", list(CASES))
+@pytest.mark.parametrize("recipe", recipes.NAMES)  # every recipe the registry holds
 def test_one_short_run_and_a_keras_round_trip(recipe, tmp_path):
+    assert recipe in CASES, f"recipe {recipe!r} has no smoke case: add one to CASES"
     extra, saved, metric = CASES[recipe]
+    assert saved == recipes.get(recipe).delivers
     config = from_dict({"recipe": recipe, "seed": 0, "data": DATA, "model": TINY,
                         "train": STEPS, **extra})
-    run = importlib.import_module(f"mentor.recipes.{recipe}").run
-    metrics = run(config, tmp_path / "run")
+    metrics = recipes.get(recipe).run(config, tmp_path / "run")
     assert metrics["backend"] == keras.backend.backend() and metrics["steps"] == 2
     assert (tmp_path / "run" / "metrics.json").is_file()
 
@@ -79,9 +81,15 @@ def test_one_short_run_and_a_keras_round_trip(recipe, tmp_path):
     said = html.unescape(re.search(r'<p class="verdict">(.*?)</p>', page).group(1))
     for key in VERDICT_KEYS[recipe]:
         assert f"{100 * saved_metrics[key]:.1f} %" in said, (key, said)
-    for figure in KEY_FIGURES[recipe]:
+    for figure in [recipes.get(recipe).figure, *KEY_FIGURES[recipe]]:
         assert f'src="{figure}"' in page and (tmp_path / "run" / figure).stat().st_size > 0
     if recipe == "adamatch":  # the target's accuracy over training, for AdaMatch and source-only
         for history in ("history.csv", "baseline_history.csv"):
             header = (tmp_path / "run" / history).read_text().splitlines()[0].split(",")
             assert "target_acc" in header, (history, header)
+
+    # `mentor evaluate RUN` scores the finished run on other data through its recipe's path.
+    scored = evaluate_run(tmp_path / "run", "embedded:digits")
+    assert scored["images"] == 1797 and scored["recipe"] == recipe
+    accuracies = [v for k, v in scored.items() if k.endswith("_acc")]
+    assert accuracies and all(0.0 <= v <= 1.0 for v in accuracies), scored

@@ -105,8 +105,7 @@ def test_a_streamed_run_never_decodes_its_training_set_whole_and_ends_as_in_memo
     """Same seed, same batches: the streamed run's weights are the in-memory run's. In the
     main process no decode is larger than an evaluation batch, and nothing asks for the whole
     set as an array (the workers decode one batch per step by construction: the test above)."""
-    from mentor.config import load_config
-    from mentor.recipes import supervised
+    from mentor.recipes import load_config, supervised
 
     largest = []
     decode_rows = ImageFiles.decode_rows
@@ -127,7 +126,7 @@ def test_a_streamed_run_never_decodes_its_training_set_whole_and_ends_as_in_memo
                 f"data.train={folder}", f"data.stream={stream}", "data.workers=2",
                 "train.epochs=2", "train.steps_per_epoch=5", "train.batch_size=16",
                 "train.warmup_steps=1"])
-            metrics = supervised.run(config, tmp_path / stream)
+            metrics = supervised.RECIPE.run(config, tmp_path / stream)
         weights[stream] = keras.saving.load_model(tmp_path / stream / "model.keras").get_weights()
         assert metrics["steps"] == 10
     assert largest and max(largest) <= 256  # validation and test batches, in order

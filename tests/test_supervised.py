@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from mentor.config import from_dict, to_dict
+from mentor.config import to_dict
 from mentor.core.run import accuracy
 from mentor.core.trainer import ClassifierTrainer
 from mentor.data.splits import load_splits
 from mentor.models import build_model, load_model
-from mentor.recipes import supervised
+from mentor.recipes import from_dict, supervised
 
 # Recipe tests run on every backend CI has: torch, then JAX (-m neutral).
 pytestmark = pytest.mark.neutral
@@ -37,7 +37,7 @@ def digits_config(**train):
 @pytest.mark.torch_once
 def test_supervised_learns_on_real_digits_and_writes_the_run_directory(tmp_path):
     config = digits_config(ema=0.9)
-    metrics = supervised.run(config, tmp_path / "run", name="digits")
+    metrics = supervised.RECIPE.run(config, tmp_path / "run", name="digits")
     run = tmp_path / "run"
 
     history = np.genfromtxt(run / "history.csv", delimiter=",", names=True)
@@ -105,8 +105,8 @@ def test_one_fit_step_of_a_zoo_model_with_augmentation():
 @pytest.mark.torch_once
 def test_same_seed_gives_the_same_metrics(tmp_path):
     config = digits_config(epochs=1)
-    a = supervised.run(config, tmp_path / "a")
-    b = supervised.run(config, tmp_path / "b")
+    a = supervised.RECIPE.run(config, tmp_path / "a")
+    b = supervised.RECIPE.run(config, tmp_path / "b")
     assert a["test_acc"] == b["test_acc"] and a["val_acc"] == b["val_acc"]
 
 
@@ -122,7 +122,7 @@ def test_swa_in_a_run_recalibrates_batchnorm_on_the_averaged_weights(tmp_path, m
     monkeypatch.setattr(trainer_module, "recalibrate_batchnorm",
                         lambda model, x, batch_size: calls.append((model.name, len(x)))
                         or real(model, x, batch_size))
-    metrics = supervised.run(digits_config(swa_start=0.5), tmp_path / "swa")
+    metrics = supervised.RECIPE.run(digits_config(swa_start=0.5), tmp_path / "swa")
     assert calls == [(calls[0][0], metrics["train_images"])]
 
 

@@ -69,7 +69,7 @@ def test_the_warmup_note_names_the_section_and_a_shorter_warmup_is_kept(capsys):
 
 
 def test_bad_schedule_settings():
-    from mentor.config import from_dict
+    from mentor.recipes import from_dict
 
     # choices are refused at load, before any optimizer exists
     with pytest.raises(MentorError, match="train.schedule.*'cosine'"):

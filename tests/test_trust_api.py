@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 import mentor.api
 from mentor.cli import main
-from mentor.config import SupervisedConfig, dumps, from_dict, load_config, to_dict
+from mentor.config import dumps, to_dict
 from mentor.errors import MentorError
+from mentor.recipes import from_dict, load_config
+from mentor.recipes.supervised import SupervisedConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -351,8 +353,8 @@ def test_a_config_nested_too_deeply_is_refused_with_a_message(tmp_path):
 
 
 def test_paths_are_taken_wherever_a_string_path_is(tmp_path):
-    from mentor.config import load_config
     from mentor.data.sources import load_source
+    from mentor.recipes import load_config
 
     config = tmp_path / "c.toml"
     config.write_text('recipe = "supervised"\n')

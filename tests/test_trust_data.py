@@ -86,12 +86,12 @@ def test_every_score_leaves_unreadable_test_images_out(digits):
     KL, the robustness cells, AdaMatch's per-epoch target accuracy and `mentor predict`'s
     rows and accuracy all count only the images that could be read."""
     import mentor.data.sources as sources
+    from mentor.core.evaluation import compare, logits
     from mentor.core.monitor import HeldOutAccuracy
     from mentor.data.files import scored_mask
-    from mentor.predict import predict_images
-    from mentor.recipes.distill import compare, logits
-    from mentor.robustness import sweep
     from mentor.inference import predict
+    from mentor.predict import predict_images
+    from mentor.robustness import sweep
 
     model, other = bn_classifier(classes=3, size=8), bn_classifier(classes=3, size=8)
     with BadImages.scope(strict=False):
@@ -148,8 +148,8 @@ def test_unreadable_validation_images_leave_the_batch_with_their_labels(digits):
 
 
 def test_unscored_images_reach_metrics_json_and_the_report(tmp_path):
-    from mentor.config import load_config
     from mentor.core.run import finish_run
+    from mentor.recipes import load_config
     from mentor.runs import RunDir
 
     config, _ = load_config("demo", [])
@@ -167,9 +167,9 @@ def test_unscored_images_reach_metrics_json_and_the_report(tmp_path):
 
 
 def test_a_training_set_of_one_class_is_refused_from_any_source(tmp_path):
-    from mentor.config import load_config
     from mentor.data.splits import load_splits
     from mentor.objects import DATA_PREFIX, register
+    from mentor.recipes import load_config
 
     x = np.random.default_rng(0).integers(0, 255, (20, 8, 8, 1), dtype=np.uint8)
     npz = write_npz(tmp_path / "one.npz", x=x, y=np.full(20, 3),

@@ -17,13 +17,12 @@ import keras
 import numpy as np
 
 from mentor import augment
-from mentor.config import AdaMatchLossConfig, ConsistencyLossConfig, DistillLossConfig
 from mentor.core.checkpoints import load_state, save_state
 from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model
-from mentor.recipes.adamatch import AdaMatchTrainer
-from mentor.recipes.consistency import ConsistencyTrainer
-from mentor.recipes.distill import DistillTrainer, SharedView
+from mentor.recipes.adamatch import AdaMatchLossConfig, AdaMatchTrainer
+from mentor.recipes.consistency import ConsistencyLossConfig, ConsistencyTrainer
+from mentor.recipes.distill import DistillLossConfig, DistillTrainer, SharedView
 from mentor.runtime import runtime
 
 BATCH, SIZE, CLASSES = 8, 8, 4
@@ -56,6 +55,11 @@ def adamatch():
                            strong=augment.StrongAugment(flip=False, seed=4),
                            loss=AdaMatchLossConfig(target_window=4, l2=1e-3),
                            num_classes=CLASSES, total_steps=10, ema=0.9, seed=5)
+
+
+# recipe → its trainer, built small (tests/test_registry.py checks every recipe is here)
+TRAINERS = {"supervised": supervised, "consistency": consistency, "distill": distill,
+            "adamatch": adamatch}
 
 
 def batch(recipe):
@@ -96,8 +100,7 @@ def main():
     assert keras.backend.backend() == "jax", "run with KERAS_BACKEND=jax"
     assert len(keras.distribution.list_devices()) >= 2, os.environ.get("XLA_FLAGS")
     out = {}
-    for recipe, make in [("supervised", supervised), ("consistency", consistency),
-                         ("distill", distill), ("adamatch", adamatch)]:
+    for recipe, make in TRAINERS.items():
         loss_1, state_1, _, _, moved = one_step(make, recipe, 1)
         loss_2, state_2, devices, layouts, _ = one_step(make, recipe, 2)
         out[recipe] = {

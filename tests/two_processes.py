@@ -17,13 +17,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Importing Keras does not start JAX: the job is joined in main(), before any computation.
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import two_devices  # noqa: E402  (beside this file; imports Keras, so after the setup above)
 
 from mentor.data.imageset import ImageSet  # noqa: E402
 from mentor.data.pipeline import Batches, PairedBatches  # noqa: E402
 from mentor.inference import predict, trim_to_devices  # noqa: E402
 from mentor.runtime import process_shard, runtime, start_processes  # noqa: E402
 
-RECIPES = ("supervised", "consistency", "distill", "adamatch")
+RECIPES = tuple(two_devices.TRAINERS)
 EVAL_IMAGES = 7  # odd: the padding to the device count and its removal are exercised
 
 

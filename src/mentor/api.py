@@ -35,14 +35,8 @@ import pathlib
 import keras
 import numpy as np
 
-from mentor.config import (
-    RECIPES,
-    apply_overrides,
-    from_dict,
-    read_toml,
-    set_dotted,
-    to_dict,
-)
+from mentor import recipes
+from mentor.config import apply_overrides, read_toml, set_dotted, to_dict
 from mentor.data.imageset import ImageSet
 from mentor.errors import MentorError, UsageError
 from mentor.objects import DATA_PREFIX, MODEL_PREFIX, register
@@ -79,16 +73,16 @@ def as_source(data, role: str) -> str:
 def _values(config) -> tuple[dict, str]:
     if isinstance(config, dict):
         return dict(config), config.get("recipe", "config")
-    if isinstance(config, tuple(RECIPES.values())):
+    if isinstance(config, tuple(r.config for r in recipes.every())):
         return to_dict(config), config.recipe
     if isinstance(config, os.PathLike):
         config = os.fspath(config)
     if not isinstance(config, str):
         raise UsageError(
-            "config takes a recipe name (" + ", ".join(RECIPES) + "), a preset name, a TOML "
-            "path, a dict of config values or a config object (mentor.config."
-            f"SupervisedConfig(), …), got {_kind(config)}.")
-    if config in RECIPES:
+            "config takes a recipe name (" + ", ".join(recipes.NAMES) + "), a preset name, a "
+            "TOML path, a dict of config values or a config object (mentor.recipes."
+            f"supervised.SupervisedConfig(), …), got {_kind(config)}.")
+    if config in recipes.NAMES:
         return {"recipe": config}, config
     values, name, _ = read_toml(config)
     return values, name
@@ -124,7 +118,6 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     trains on changed since it started (`--resume-anyway`)."""
     from mentor.core.fit import user_callbacks
     from mentor.models import load_model
-    from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path, input_paths
 
     values, default_name = _values(config)
@@ -154,16 +147,14 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
         if not isinstance(callback, keras.callbacks.Callback):
             raise MentorError(f"callbacks takes keras.callbacks.Callback objects, got "
                               f"{type(callback).__name__}.")
-    config = from_dict(apply_overrides(values, overrides))
+    config = recipes.from_dict(apply_overrides(values, overrides))
     name = name or default_name
     if out is not None and not str(out).strip():
         raise UsageError("out is an empty path; give a folder, or None for runs/NAME-TIMESTAMP.")
     inputs = input_paths(to_dict(config))
     run_dir = RunDir(out or default_run_path(name, inputs=inputs),
                      resume_anyway=bool(resume_anyway), inputs=inputs)
+    recipe = recipes.get(config.recipe)
     with user_callbacks(callbacks):
-        metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
-    for file in ("model.keras", "student.keras"):
-        if run_dir.file(file).is_file():
-            return Result(metrics, load_model(run_dir.file(file)), run_dir.path)
-    raise MentorError(f"{run_dir.path} holds no trained model.")  # pragma: no cover
+        metrics = recipe.run(config, run_dir, name=name)
+    return Result(metrics, load_model(run_dir.file(recipe.delivers)), run_dir.path)

@@ -12,7 +12,6 @@ import textwrap
 import mentor  # noqa: F401  (chooses the Keras backend before anything imports keras)
 from mentor._backend import check_backend
 from mentor.console import print_metrics
-from mentor.demo import DEMO_PARTS
 from mentor.errors import MentorError, UsageError
 
 EXAMPLES = """\
@@ -37,20 +36,21 @@ line or the config is wrong (nothing was done).
 
 
 def _train(args):
-    from mentor.config import load_config, to_dict
+    from mentor import recipes
+    from mentor.config import to_dict
     from mentor.models import unsafe_loading
-    from mentor.recipes import get_recipe
     from mentor.runs import RunDir, default_run_path, input_paths
 
     _join_processes(args)
-    config, name = load_config(args.config, args.set + _runtime_overrides(args))
+    config, name = recipes.load_config(args.config, args.set + _runtime_overrides(args))
     inputs = input_paths(to_dict(config))
     run_dir = RunDir(args.out or default_run_path(name, inputs=inputs),
                      resume_anyway=args.resume_anyway, inputs=inputs)
     print(f"mentor: {config.recipe} run '{name}' → {run_dir.path}", flush=True)
     with unsafe_loading(args.unsafe):
-        metrics = get_recipe(config.recipe).run(config, run_dir, name=name)
-    print_metrics(metrics, run_dir.path)
+        recipe = recipes.get(config.recipe)
+        metrics = recipe.run(config, run_dir, name=name)
+    print_metrics(metrics, run_dir.path, recipe.say(metrics))
     return 0
 
 
@@ -322,7 +322,8 @@ def _export(args):
 
 
 def _config_show(args):
-    from mentor.config import dumps, load_config, to_dict
+    from mentor.config import dumps, to_dict
+    from mentor.recipes import load_config
 
     config, name = load_config(args.config, args.set)
     print(f"# mentor config show {args.config}: every key, defaults included; edit and run "
@@ -428,11 +429,9 @@ def _sources(args):
 
 
 def _demo(args):
-    from mentor.demo import run_demo
+    from mentor.demo import check_parts, run_demo
 
-    unknown = [p for p in args.parts if p not in DEMO_PARTS]
-    if unknown:
-        raise UsageError(f"unknown demo part {unknown[0]!r}; parts: {', '.join(DEMO_PARTS)}.")
+    check_parts(args.parts)
     from mentor.models import unsafe_loading
 
     _join_processes(args)
@@ -585,12 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sources)
 
     p = sub.add_parser("demo", help="the end-to-end demo on embedded data (no network)",
-                       description="Runs each part on data shipped with mentor, each into "
-                                   "its own folder of the run directory: "
-                                   + "; ".join(f"{k}: {v[1]} (preset {v[0]})"
-                                               for k, v in DEMO_PARTS.items()) + ".")
+                       description="Runs the demo part of each recipe that has one, on data "
+                                   "shipped with mentor, each into its own folder of the run "
+                                   "directory, then compares them on one page (index.html). "
+                                   "Each part's preset is demo-RECIPE (the supervised one's: "
+                                   "demo); `mentor presets` describes them.")
     p.add_argument("parts", nargs="*", metavar="PART",
-                   help=f"parts to run (default all: {', '.join(DEMO_PARTS)})")
+                   help="parts to run, by recipe name, e.g. supervised distill (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key in every part's preset")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/demo-TIMESTAMP)")

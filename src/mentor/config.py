@@ -1,13 +1,16 @@
-"""Configuration: one dataclass per recipe, TOML presets, `--set key=value` overrides.
+"""Configuration: the sections recipes share, TOML presets, `--set key=value` overrides,
+and the machinery that builds and checks a recipe's config dataclass (each recipe declares
+its own in its module; mentor.recipes picks it by the top-level `recipe` key).
 
-A config file is TOML whose top-level `recipe` names the dataclass; every other key must be
-a field of it (sections are nested dataclasses, and each recipe declares only the sections
-it reads), so a typo or a key the recipe would ignore is an error, never a silent default.
-Everything is checked at load, before any work: types, choices (`Literal`), ranges (kept
-beside each default with `checked`), model names and option names, and the rules between
-keys; what depends on the data (a model's option values, a batch larger than the data) is
-checked by core.run.preflight before the first training step. Presets are TOML files shipped in `mentor/presets/`; each opens with a comment
-block giving its evidence (command, machine, time, result).
+Every other key must be a field of that dataclass (sections are nested dataclasses, and each
+recipe declares only the sections it reads), so a typo or a key the recipe would ignore is
+an error, never a silent default. Everything is checked at load, before any work: types,
+choices (`Literal`), ranges (kept beside each default with `checked`), model names and
+option names, and the rules between keys (shared ones here, a recipe's own in its config's
+`check`); what depends on the data (a model's option values, a batch larger than the data)
+is checked by core.run.preflight before the first training step. Presets are TOML files
+shipped in `mentor/presets/`; each opens with a comment block giving its evidence (command,
+machine, time, result).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def unit(default, *, low_open=False, high_open=True):
     return checked(default, ok, rule)
 
 
-def _pair(low_open_zero: bool, high: float | None):
+def pair(low_open_zero: bool, high: float | None):
     """A [low, high] list of two numbers with 0 < low ≤ high (≤ `high` when given)."""
     def ok(v):
         return (len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
@@ -220,14 +223,6 @@ class AugmentConfig(Section):
 
 
 @dataclass
-class NoiseConfig(Section):
-    """The student's noise in `consistency`: RandAugment on top of the teacher's clean view
-    (no extra flip or shift: the clean view has them already)."""
-    num_ops: int = checked(2, lambda v: 0 <= v <= 14, "in 0..14 (the RandAugment ops)")
-    magnitude: int = checked(9, lambda v: 0 <= v <= 10, "in 0..10")  # Xie et al. 2020's noise
-
-
-@dataclass
 class RuntimeConfig(Section):
     """Where the run computes (runtime.py). Not part of what a run *is*: a run may resume
     on another machine with other devices, so resuming ignores this section."""
@@ -263,22 +258,8 @@ class TrainConfig(Section):
     keep_checkpoints: int = at_least(2, 1)
 
 
-# ----------------------------------------------------------------------------- recipes
-
 def seed_field():
     return checked(0, lambda v: 0 <= v < 2**31, "in 0..2147483647")
-
-
-@dataclass
-class SupervisedConfig(Section):
-    recipe: str = "supervised"
-    description: str = ""
-    seed: int = seed_field()
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass
@@ -292,14 +273,6 @@ class TeacherConfig(Section):
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-@dataclass
-class ConsistencyLossConfig(Section):
-    temperature: float = positive(10.0)  # keras-io's consistency-training example
-    ce_weight: float = at_least(0.5, 0)  # ½·CE(labels, student) …
-    kd_weight: float = at_least(0.5, 0)  # … + ½·KL(teacher/T ‖ student/T)
-    t_squared: bool = True  # × T² (Hinton et al. 2015): else at T = 10 the KL gradient is 1/100
 
 
 def _corruption_names(v):
@@ -318,142 +291,6 @@ class RobustnessConfig(Section):
                                "a non-empty list of severities in 1..5")
     max_images: int = at_least(0, 0)  # 0 → every test image; else a seeded subset, for speed
     seed: int = seed_field()  # of the corruptions' random draws
-
-
-@dataclass
-class ConsistencyConfig(Section):
-    recipe: str = "consistency"
-    description: str = ""
-    seed: int = seed_field()
-    data: DataConfig = field(default_factory=DataConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # its augment: the clean view
-    model: ModelConfig = field(default_factory=ModelConfig)  # the student
-    augment: NoiseConfig = field(default_factory=NoiseConfig)  # the student's noise
-    train: TrainConfig = field(default_factory=TrainConfig)
-    loss: ConsistencyLossConfig = field(default_factory=ConsistencyLossConfig)
-    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
-    # Start the student from the teacher's initial weights (as keras-io's consistency
-    # example does), when the teacher is trained in this run with the same model.
-    student_from_teacher_init: bool = False
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-
-@dataclass
-class DistillAugmentConfig(Section):
-    """The one view teacher and student share (Beyer et al. 2022, function matching)."""
-    # side of the crop both models see; 0 → the data's image size
-    crop_size: int = checked(0, lambda v: v == 0 or IMAGE_SIZES[0] <= v <= IMAGE_SIZES[1],
-                             f"0 (the data's size) or {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
-    # inception crop: area fraction and aspect-ratio range, [low, high] each
-    crop_area: list = checked(lambda: [0.05, 1.0], _pair(True, 1.0),
-                              "[low, high] with 0 < low ≤ high ≤ 1")
-    crop_ratio: list = checked(lambda: [0.75, 4 / 3], _pair(True, None),
-                               "[low, high] with 0 < low ≤ high")
-    flip: bool = True  # horizontal; off for digits and text
-    mixup: bool = True  # MixUp with λ ~ U(0, 1) and a partner from the same batch
-    mixup_per_image: bool = True  # one λ per image; false → one λ per batch (big_vision)
-    # test view: central crop of this fraction, resized (keras-io's distillation: 0.875)
-    eval_crop: float = unit(1.0, low_open=True, high_open=False)
-
-
-@dataclass
-class DistillTeacherConfig(TeacherConfig):
-    # The teacher's function is the mean of its outputs on the view and on the view's mirror
-    # image: a two-member test-time ensemble, one more teacher forward per step. Its accuracy
-    # (teacher_acc) is measured the same way, since that is the function the student matches.
-    flip_average: bool = False
-
-
-@dataclass
-class DistillLossConfig(Section):
-    temperature: float = positive(1.0)  # the paper matches plain softmaxes (T = 1)
-    t_squared: bool = True  # × T² as big_vision and Hinton et al.: gradients independent of T
-    # Hinton et al. 2015's second term: the student's cross-entropy on the true labels
-    # (mixed as the images are) beside the teacher's, weighted label_weight against
-    # 1 − label_weight. 0 is pure function matching (Beyer et al. 2022). A short schedule
-    # gains from it: the teacher's soft targets say how classes resemble each other, the
-    # labels say what each training image is (docs/results.md: the demo's student).
-    label_weight: float = unit(0.0)
-
-
-@dataclass
-class BaselineConfig(Section):
-    """The same student trained on the labels alone, with the same steps and optimizer."""
-    enabled: bool = False  # also train it, so metrics.json has student_labels_only_acc
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # its label-training view
-
-
-@dataclass
-class DistillConfig(Section):
-    recipe: str = "distill"
-    description: str = ""
-    seed: int = seed_field()
-    # 0: the student may use every training label. N: only N seeded images a class keep
-    # their labels for the student's loss.label_weight term and its labels-only twin; the
-    # student still matches the teacher on every image, which a teacher trained here learns
-    # with all labels: the setting where distillation pays, a teacher that knows more.
-    labels_per_class: int = at_least(0, 0)
-    data: DataConfig = field(default_factory=DataConfig)
-    teacher: DistillTeacherConfig = field(default_factory=DistillTeacherConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)  # the student
-    augment: DistillAugmentConfig = field(default_factory=DistillAugmentConfig)
-    # Function matching wants patience: AdamW, warm-up then cosine to 0, clip-norm 1.0.
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(clipnorm=1.0, warmup_steps=100))
-    loss: DistillLossConfig = field(default_factory=DistillLossConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-
-@dataclass
-class TargetConfig(Section):
-    """The images AdaMatch must classify. Their labels, when a source has them, are used
-    for monitoring only (pseudo-label accuracy), never for training, except the
-    `labels_per_class` labeled ones of mode "ssda"."""
-    train: str = ""  # unlabeled target images (uda, ssda); unused in ssl
-    labels_per_class: int = at_least(0, 0)  # ssda: labeled target images per class
-
-
-@dataclass
-class AdaMatchLossConfig(Section):
-    # relative confidence threshold: τ · mean max p of weak source views
-    tau: float = unit(0.9, low_open=True, high_open=False)
-    ratio: int = at_least(3, 1)  # target (unlabeled) batch = ratio × source batch (paper: 3)
-    source_momentum: float = unit(0.999)  # running average of the source weak softmax
-    target_window: int = at_least(128, 1)  # batches the target weak softmax is averaged over
-    # The papers' weight decay: an L2 term wd·‖w‖²/2 on kernels in the loss (FixMatch and
-    # AdaMatch code), so SGD's momentum carries it; keras-io's example silently dropped it.
-    l2: float = at_least(0.0005, 0)
-
-
-@dataclass
-class SourceOnlyConfig(Section):
-    """The same model, steps, optimizer and weak view on the labeled images alone."""
-    enabled: bool = False  # also train it, so metrics.json has source_only_target_acc
-
-
-@dataclass
-class AdaMatchConfig(Section):
-    recipe: str = "adamatch"
-    description: str = ""
-    seed: int = seed_field()
-    mode: Literal["uda", "ssda", "ssl"] = "uda"
-    # data.train: the labeled source (ssl: the one data set); data.test: target-domain test
-    data: DataConfig = field(default_factory=DataConfig)
-    target: TargetConfig = field(default_factory=TargetConfig)
-    labels_per_class: int = at_least(0, 0)  # ssl: labeled images per class of data.train
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="wrn28_2"))
-    weak: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="weak"))
-    strong: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="strong"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        optimizer="sgd", learning_rate=0.03, momentum=0.9, weight_decay=0.0, ema=0.999))
-    loss: AdaMatchLossConfig = field(default_factory=AdaMatchLossConfig)
-    baseline: SourceOnlyConfig = field(default_factory=SourceOnlyConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-
-# The one recipe registry: name → its config; the recipe itself is mentor.recipes.<name>.
-RECIPES: dict[str, type] = {"supervised": SupervisedConfig, "consistency": ConsistencyConfig,
-                            "distill": DistillConfig, "adamatch": AdaMatchConfig}
 
 
 # ----------------------------------------------------------------------------- building
@@ -495,9 +332,7 @@ def _check_range(field_, value, key: str):
 def _check_model(section: "ModelConfig", key: str):
     """The model's name and its option names, checked without building it (preflight
     builds it, before training, once the data's shape is known)."""
-    from mentor.models import check_spec
-
-    from mentor.models import option_defaults
+    from mentor.models import check_spec, option_defaults
 
     try:
         check_spec(section.name, section.options, section.weights, section.input_scale)
@@ -573,31 +408,6 @@ def to_dict(config) -> dict:
         return dataclasses.asdict(config)
 
 
-# The keys each AdaMatch mode reads, of those that only some modes read: set in a mode that
-# does not read it (to anything but its default), a key would be silently ignored.
-ADAMATCH_MODE_KEYS = {"uda": {"target.train"},
-                      "ssda": {"target.train", "target.labels_per_class"},
-                      "ssl": {"labels_per_class"}}
-
-
-def _get_dotted(config, key: str):
-    for part in key.split("."):
-        config = getattr(config, part)
-    return config
-
-
-def _check_mode_keys(config: "AdaMatchConfig"):
-    default = AdaMatchConfig()
-    reads = ADAMATCH_MODE_KEYS[config.mode]
-    for key in sorted(set().union(*ADAMATCH_MODE_KEYS.values()) - reads):
-        if _get_dotted(config, key) != _get_dotted(default, key):
-            modes = [m for m, keys in ADAMATCH_MODE_KEYS.items() if key in keys]
-            raise UsageError(
-                f"config key {key!r} is not read in mode {config.mode!r}, which reads "
-                f"{', '.join(sorted(reads))}; remove it, or choose a mode that reads it "
-                f"({', '.join(repr(m) for m in modes)}).")
-
-
 def _pretrained(model: ModelConfig) -> bool:
     """Whether a [model] section starts from trained weights (or may: a keras.Model given
     from Python)."""
@@ -620,42 +430,32 @@ def _check_frozen_body(section, prefix: str):
 
 
 def _check_together(config):
-    """Rules between keys, checked at load like the rest."""
+    """Rules between keys, checked at load like the rest: the shared ones here, a recipe's
+    own in its config's `check` method."""
     _check_frozen_body(config, "")
     teacher = getattr(config, "teacher", None)
     if isinstance(teacher, TeacherConfig) and not teacher.path:  # trained in this run
         _check_frozen_body(teacher, "teacher.")
-    if isinstance(config, AdaMatchConfig):
-        if config.mode == "ssl" and config.labels_per_class < 1:
-            raise UsageError("mode \"ssl\" needs labels_per_class ≥ 1: how many labeled images "
-                              "per class to keep from data.train (the rest are unlabeled).")
-        if config.mode in ("uda", "ssda") and not config.target.train:
-            raise UsageError(f"mode {config.mode!r} needs target.train: the images of the "
-                              "domain to adapt to (their labels, if any, are used for "
-                              "monitoring only).")
-        if config.mode == "ssda" and config.target.labels_per_class < 1:
-            raise UsageError("mode \"ssda\" needs target.labels_per_class ≥ 1: how many "
-                              "labeled target images per class join the source.")
-        _check_mode_keys(config)  # what a mode lacks says more than what it ignores
-    if isinstance(config, ConsistencyConfig) and config.student_from_teacher_init and (
-            config.teacher.path or config.model != config.teacher.model):
-        raise UsageError(
-            "student_from_teacher_init needs a teacher trained in this run (teacher.path "
-            "empty) with the same [model] as the student; set it to false or make the two "
-            "models equal.")
+    check = getattr(config, "check", None)
+    if check is not None:
+        check()
     return config
 
 
-def from_dict(values: dict):
-    if not isinstance(values, dict):
-        raise UsageError(f"a config is a table of keys (a dict), got {type(values).__name__}.")
-    recipe = values.get("recipe")
-    if recipe not in RECIPES:
-        raise UsageError(
-            f"config must name its recipe with recipe = \"…\", one of {', '.join(RECIPES)}; "
-            f"got {recipe!r}."
-        )
-    return _check_together(_build(RECIPES[recipe], values))
+def build_config(cls, values: dict):
+    """A recipe's config (`cls`, its dataclass) from a dict of TOML values, every key and
+    every rule between keys checked."""
+    return _check_together(_build(cls, values))
+
+
+def data_of(source) -> tuple[DataConfig, int]:
+    """The [data] section and seed of a saved config (a run's config.toml), read without
+    its recipe's other sections."""
+    values, _, _ = read_toml(source)
+    data = values.get("data", {})
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: config key 'data' is a section; write [data] in TOML.")
+    return _build(DataConfig, data, "data."), values.get("seed", 0)
 
 
 def _parse_value(text: str):
@@ -747,12 +547,6 @@ def read_toml(source) -> tuple[dict, str, str]:
     except RecursionError:
         raise UsageError(f"{source} nests arrays or tables too deeply to be a config; a "
                          "mentor config is a few flat sections.") from None
-
-
-def load_config(source: str, overrides: list[str] = ()):
-    """Resolve a preset name or TOML path plus --set overrides into a recipe config."""
-    values, name, _ = read_toml(source)
-    return from_dict(apply_overrides(values, list(overrides))), name
 
 
 # ----------------------------------------------------------------------------- writing

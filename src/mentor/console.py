@@ -3,8 +3,6 @@ for a corruption sweep the mean per corruption (the per-cell values stay in metr
 
 from __future__ import annotations
 
-from mentor.verdict import verdict
-
 _SETUP_KEYS = ("recipe", "mode", "backend", "devices", "precision", "seconds")
 
 
@@ -45,7 +43,9 @@ def format_value(key: str, value) -> str:
 
 def corruption_means(metrics: dict) -> dict[str, dict[str, float]]:
     """model prefix ("", "teacher_", "student_") → corruption → mean over severities."""
-    from mentor.corruptions.tables import tables  # here: `mentor --help` loads no corruptions
+    from mentor.corruptions.tables import (
+        tables,  # here: `mentor --help` loads no corruptions
+    )
 
     prefixes = dict.fromkeys(k.partition("corrupt_acc/")[0] for k in metrics
                              if "corrupt_acc/" in k)
@@ -70,8 +70,8 @@ def corruption_table(metrics: dict) -> list[str]:
     return lines
 
 
-def print_metrics(metrics: dict, path):
-    said = verdict(metrics)
+def print_metrics(metrics: dict, path, said: str = ""):
+    """`said`: the run's verdict sentence (its recipe's `say`)."""
     print("\nresults:" + (f" {said}" if said else ""))
     for key, value in metrics.items():
         if "/" in key or key in _SETUP_KEYS:

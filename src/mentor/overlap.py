@@ -75,17 +75,16 @@ def warn_test_in_train(train, val, test, test_spec: str, train_spec: str) -> int
 
 @functools.lru_cache(maxsize=2)  # predict asks for class names, then the images
 def _run_data(run: str):
-    from mentor.config import load_config
+    from mentor.config import data_of
     from mentor.data.splits import load_splits
-    from mentor.objects import DATA_PREFIX, unresolved
+    from mentor.objects import DATA_PREFIX
 
-    with unresolved():  # a model given from Python is not needed to read its data
-        config, _ = load_config(str(pathlib.Path(run) / "config.toml"))
-    if config.data.train.startswith(DATA_PREFIX):
+    data, seed = data_of(str(pathlib.Path(run) / "config.toml"))
+    if data.train.startswith(DATA_PREFIX):
         raise MentorError("its training images were arrays given from Python (mentor.api), "
                           "which the run folder does not keep")
-    train, val, _ = load_splits(config.data, config.seed)
-    return config, train, val
+    train, val, _ = load_splits(data, seed)
+    return data, train, val
 
 
 def run_class_names(run) -> list[str] | None:
@@ -102,10 +101,10 @@ def training_images(run, image_shape) -> tuple[list, str]:
     `ImageFiles` for streamed sets); and the run's data.train."""
     from mentor.data.pipeline import prepare
 
-    config, train, val = _run_data(str(run))
+    data, train, val = _run_data(str(run))
     seen = [prepare(part, image_shape[0], image_shape[2]).x for part in (train, val)
             if part is not None]
-    return seen, config.data.train
+    return seen, data.train
 
 
 def record_overlap(metrics: dict, run, x) -> int | None:

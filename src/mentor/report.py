@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from mentor.console import format_value
 from mentor.errors import MentorError
 from mentor.runtime import writes
-from mentor.verdict import glossary, verdict
+from mentor.verdict import glossary
 
 matplotlib.use("Agg")  # files only: runs happen on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -140,20 +140,21 @@ def sample_grid(views, path, *, n=8, title=None):
 
 def write_report(path, title: str, metrics: dict, figures: list[tuple[str, str]],
                  config_text: str = "", notes: list[str] = (),
-                 warnings: list[str] = ()) -> pathlib.Path:
+                 warnings: list[str] = (), *, verdict: str = "",
+                 terms: dict | None = None) -> pathlib.Path:
     """A self-contained page: warnings about the data (above all: they qualify every
     number below), the verdict sentence, the metrics table (formatted by kind), what each
-    metric means, the figures (relative paths), notes, the config."""
+    metric means (`terms`: the recipe's glossary beside the shared one), the figures
+    (relative paths), notes, the config."""
     rows = "\n".join(f"<tr><td>{html.escape(k)}</td>"
                      f"<td>{html.escape(format_value(k, v))}</td></tr>"
                      for k, v in metrics.items())
-    terms = "\n".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(text)}</dd>"
-                      for k, text in glossary(metrics).items())
+    meanings = "\n".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(text)}</dd>"
+                         for k, text in glossary(metrics, terms).items())
     figs = "\n".join(f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}">'
                      f"<figcaption>{html.escape(cap)}</figcaption></figure>"
                      for cap, src in figures)
-    said = verdict(metrics)
-    lead = f'<p class="verdict">{html.escape(said)}</p>' if said else ""
+    lead = f'<p class="verdict">{html.escape(verdict)}</p>' if verdict else ""
     extra = "".join(f"<p class=\"note\">{html.escape(n)}</p>" for n in notes)
     alarms = "".join(f"<p class=\"warning\">Warning: {html.escape(w)}</p>" for w in warnings)
     page = f"""<!doctype html>
@@ -176,7 +177,7 @@ pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; }}
 <h1>{html.escape(title)}</h1>
 {alarms}{lead}{extra}
 <h2>Metrics</h2><table>{rows}</table>
-<h2>What the numbers mean</h2><dl>{terms}</dl>
+<h2>What the numbers mean</h2><dl>{meanings}</dl>
 <h2>Figures</h2>{figs}
 <h2>Config</h2><pre>{html.escape(config_text)}</pre>
 </body></html>

@@ -20,6 +20,7 @@ from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import prepare
 from mentor.data.sources import load_cifar10c
 from mentor.inference import predict
+from mentor.verdict import percent, with_caveats
 
 
 def _predict(models: dict, x: np.ndarray, batch_size: int) -> dict:
@@ -178,3 +179,13 @@ def compare_bars(results: dict[str, dict], path):
     save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
+
+
+def say(m: dict) -> str:
+    """The verdict of `mentor robustness`: how much of its clean accuracy a model keeps."""
+    key = "corrupt_acc" if "corrupt_acc" in m else "corrupt_acc_all"
+    kept = m[key] / m["clean_acc"] if m["clean_acc"] else 0.0
+    return with_caveats(m, (
+        f"The model classifies {percent(m['clean_acc'])} of the {m['images']:,} clean "
+        f"images and {percent(m[key])} of their corrupted versions: under corruption it "
+        f"keeps {100 * kept:.0f} % of its clean accuracy."))

@@ -40,6 +40,19 @@ def teacher_file(path) -> pathlib.Path:
                       "the .keras file itself, or the directory of a completed mentor run.")
 
 
+def teacher_beside(run_path: pathlib.Path, config) -> dict:
+    """The teacher of a finished run, to score beside its student: the teacher.keras the run
+    saved, or the file its teacher.path names while that still exists (a moved teacher
+    leaves the student worth scoring alone)."""
+    teacher = run_path / "teacher.keras"
+    if not teacher.is_file() and config.teacher.path:
+        try:
+            teacher = teacher_file(config.teacher.path)
+        except MentorError:
+            return {}
+    return {"teacher": teacher} if teacher.is_file() else {}
+
+
 def is_saved_model(path) -> bool:
     return (pathlib.Path(path) / "saved_model.pb").is_file()
 

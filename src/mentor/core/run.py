@@ -161,10 +161,12 @@ def history_figures(run_dir, stages) -> list[tuple[str, str]]:
     return figures
 
 
-def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) -> dict:
+def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=(), *,
+               verdict=None, glossary=None) -> dict:
     """The end of every run: the total time into `metrics`, report.html (the per-cell
-    corruption accuracies stay in metrics.json only), then metrics.json, written last so
-    it exists only for completed runs."""
+    corruption accuracies stay in metrics.json only) led by `verdict(metrics)` and
+    explaining the metric names with `glossary`, then metrics.json, written last so it
+    exists only for completed runs."""
     from mentor.config import dumps, to_dict, unread_settings
     from mentor.data.files import BadImages
     from mentor.report import write_report
@@ -201,6 +203,7 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=()) ->
     metrics["seconds"] = round(time.time() - run_dir.started, 1)
     shown = {k: v for k, v in metrics.items() if "/" not in k}
     write_report(run_dir.file("report.html"), title, shown, figures, dumps(to_dict(config)),
-                 notes=notes, warnings=warnings)
+                 notes=notes, warnings=warnings, verdict=verdict(metrics) if verdict else "",
+                 terms=glossary)
     run_dir.write_metrics(metrics)
     return metrics

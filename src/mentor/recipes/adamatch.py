@@ -25,28 +25,34 @@ the rest unlabeled). SGD with Nesterov momentum, cosine decay, EMA weights for e
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Literal
 
 import keras
 import numpy as np
 
 from mentor import augment
 from mentor.compat import batch_norm_statistics_frozen
-from mentor.config import AdaMatchConfig, AdaMatchLossConfig
+from mentor.config import (
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    RuntimeConfig,
+    Section,
+    TrainConfig,
+    at_least,
+    seed_field,
+    unit,
+)
 from mentor.core.fit import train
 from mentor.core.monitor import HeldOutAccuracy
-from mentor.core.run import (
-    accuracy,
-    build_for,
-    finish_run,
-    history_figures,
-    preflight,
-    start_run,
-)
+from mentor.core.recipe import Demo, Outcome, Recipe, Started
+from mentor.core.run import accuracy, build_for, history_figures
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import PairedBatches, concat_images, labeled_split, prepare
 from mentor.data.splits import check_same_classes
-from mentor.errors import MentorError
+from mentor.errors import MentorError, UsageError
 from mentor.losses import (
     align_distribution,
     cross_entropy,
@@ -57,7 +63,95 @@ from mentor.losses import (
 )
 from mentor.models import count_params
 from mentor.report import bars, curves, sample_grid
-from mentor.runs import recorded
+from mentor.verdict import percent, points
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class TargetConfig(Section):
+    """The images AdaMatch must classify. Their labels, when a source has them, are used
+    for monitoring only (pseudo-label accuracy), never for training, except the
+    `labels_per_class` labeled ones of mode "ssda"."""
+    train: str = ""  # unlabeled target images (uda, ssda); unused in ssl
+    labels_per_class: int = at_least(0, 0)  # ssda: labeled target images per class
+
+
+@dataclass
+class AdaMatchLossConfig(Section):
+    # relative confidence threshold: τ · mean max p of weak source views
+    tau: float = unit(0.9, low_open=True, high_open=False)
+    ratio: int = at_least(3, 1)  # target (unlabeled) batch = ratio × source batch (paper: 3)
+    source_momentum: float = unit(0.999)  # running average of the source weak softmax
+    target_window: int = at_least(128, 1)  # batches the target weak softmax is averaged over
+    # The papers' weight decay: an L2 term wd·‖w‖²/2 on kernels in the loss (FixMatch and
+    # AdaMatch code), so SGD's momentum carries it; keras-io's example silently dropped it.
+    l2: float = at_least(0.0005, 0)
+
+
+@dataclass
+class SourceOnlyConfig(Section):
+    """The same model, steps, optimizer and weak view on the labeled images alone."""
+    enabled: bool = False  # also train it, so metrics.json has source_only_target_acc
+
+
+@dataclass
+class AdaMatchConfig(Section):
+    recipe: str = "adamatch"
+    description: str = ""
+    seed: int = seed_field()
+    mode: Literal["uda", "ssda", "ssl"] = "uda"
+    # data.train: the labeled source (ssl: the one data set); data.test: target-domain test
+    data: DataConfig = field(default_factory=DataConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    labels_per_class: int = at_least(0, 0)  # ssl: labeled images per class of data.train
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="wrn28_2"))
+    weak: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="weak"))
+    strong: AugmentConfig = field(default_factory=lambda: AugmentConfig(kind="strong"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        optimizer="sgd", learning_rate=0.03, momentum=0.9, weight_decay=0.0, ema=0.999))
+    loss: AdaMatchLossConfig = field(default_factory=AdaMatchLossConfig)
+    baseline: SourceOnlyConfig = field(default_factory=SourceOnlyConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def check(self):
+        if self.mode == "ssl" and self.labels_per_class < 1:
+            raise UsageError("mode \"ssl\" needs labels_per_class ≥ 1: how many labeled images "
+                             "per class to keep from data.train (the rest are unlabeled).")
+        if self.mode in ("uda", "ssda") and not self.target.train:
+            raise UsageError(f"mode {self.mode!r} needs target.train: the images of the "
+                             "domain to adapt to (their labels, if any, are used for "
+                             "monitoring only).")
+        if self.mode == "ssda" and self.target.labels_per_class < 1:
+            raise UsageError("mode \"ssda\" needs target.labels_per_class ≥ 1: how many "
+                             "labeled target images per class join the source.")
+        _check_mode_keys(self)  # what a mode lacks says more than what it ignores
+
+
+# The keys each AdaMatch mode reads, of those that only some modes read: set in a mode that
+# does not read it (to anything but its default), a key would be silently ignored.
+ADAMATCH_MODE_KEYS = {"uda": {"target.train"},
+                      "ssda": {"target.train", "target.labels_per_class"},
+                      "ssl": {"labels_per_class"}}
+
+
+def _get_dotted(config, key: str):
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _check_mode_keys(config: "AdaMatchConfig"):
+    default = AdaMatchConfig()
+    reads = ADAMATCH_MODE_KEYS[config.mode]
+    for key in sorted(set().union(*ADAMATCH_MODE_KEYS.values()) - reads):
+        if _get_dotted(config, key) != _get_dotted(default, key):
+            modes = [m for m, keys in ADAMATCH_MODE_KEYS.items() if key in keys]
+            raise UsageError(
+                f"config key {key!r} is not read in mode {config.mode!r}, which reads "
+                f"{', '.join(sorted(reads))}; remove it, or choose a mode that reads it "
+                f"({', '.join(repr(m) for m in modes)}).")
+
 
 # ----------------------------------------------------------------------------- data
 
@@ -199,10 +293,8 @@ def target_curve(test: ImageSet, seed: int):
 
 
 
-@recorded
-def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
-    run_dir, train_set, val, test = start_run(config, out, name)
-    preflight(config, train_set)
+def train_model(run: Started) -> Outcome:
+    config, run_dir, train_set, val, test = run.config, run.run_dir, run.train, run.val, run.test
     source, target = split_by_mode(config, train_set)
     t, c = config.train, config.loss
     if t.batch_size * c.ratio > len(target):
@@ -232,8 +324,7 @@ def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
         callbacks=[curve()])
     run_dir.save_model(classifier, "model.keras")
 
-    metrics = {"recipe": "adamatch", "mode": config.mode, "backend": keras.backend.backend(),
-               "steps": taken, "target_acc": accuracy(classifier, test),
+    metrics = {"mode": config.mode, "steps": taken, "target_acc": accuracy(classifier, test),
                "source_acc": accuracy(classifier, val if val is not None else source)}
     baseline_stage = None
     if config.baseline.enabled:
@@ -282,4 +373,44 @@ def run(config: AdaMatchConfig, out, *, name: str = "adamatch") -> dict:
     figures.append(("The weak view (pseudo-labels come from it) and the strong view (trained "
                     "to match them) of source and target images",
                     sample_grid(views, run_dir.file("views.png")).name))
-    return finish_run(run_dir, config, f"{name}: AdaMatch ({config.mode})", metrics, figures)
+    return Outcome(metrics, figures, title=f"AdaMatch ({config.mode})")
+
+
+# ----------------------------------------------------------------------------- in words
+
+
+def verdict(m: dict) -> str:
+    where = {"ssl": "On the test images", "uda": "On the target domain",
+             "ssda": "On the target domain"}.get(m.get("mode"), "On the test images")
+    text = f"{where} AdaMatch classifies {percent(m['target_acc'])} correctly"
+    if "source_only_target_acc" in m:
+        gain = m["target_acc"] - m["source_only_target_acc"]
+        alone = "labeled images" if m.get("mode") == "ssl" else "labeled source"
+        text += (f", against {percent(m['source_only_target_acc'])} for the same model "
+                 f"trained on the {alone} alone: "
+                 f"{'+' if gain >= 0 else '−'}{points(gain)}")
+    return text + "."
+
+
+def headline(m: dict) -> str:
+    before = (f"source-only {percent(m['source_only_target_acc'])} → "
+              if "source_only_target_acc" in m else "")
+    return f"target: {before}AdaMatch {percent(m['target_acc'])}"
+
+
+GLOSSARY = {
+    "target_acc": "top-1 accuracy on the target-domain test images (in UDA these are the "
+                  "unlabeled target images themselves: their labels are never trained on)",
+    "source_acc": "top-1 accuracy on held-out labeled source images",
+    "source_only_target_acc": "the same model trained on the labeled images alone, measured "
+                              "on the same target test images: what AdaMatch has to beat",
+    "source_images": "labeled images the model trains on",
+    "target_images": "unlabeled images it adapts to",
+}
+
+RECIPE = Recipe(
+    name="adamatch", config=AdaMatchConfig, train=train_model, title="AdaMatch",
+    delivers="model.keras", verdict=verdict, headline=headline, figure="target_accuracy.png",
+    glossary=GLOSSARY,
+    demo=Demo("demo-adamatch", "AdaMatch from UCI digit scans to MNIST, against source-only",
+              73))

@@ -13,29 +13,82 @@ Both are evaluated clean and on the CIFAR-10-C corruptions (mentor.robustness).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import keras
 import numpy as np
 
 from mentor import augment, robustness
-from mentor.config import ConsistencyConfig, ConsistencyLossConfig
+from mentor.config import (
+    DataConfig,
+    ModelConfig,
+    RobustnessConfig,
+    RuntimeConfig,
+    Section,
+    TeacherConfig,
+    TrainConfig,
+    at_least,
+    checked,
+    positive,
+    seed_field,
+)
 from mentor.core.fit import train
 from mentor.core.optim import total_steps
-from mentor.core.run import (
-    accuracy,
-    build_for,
-    finish_run,
-    history_figures,
-    preflight,
-    start_run,
-)
+from mentor.core.recipe import Demo, Outcome, Recipe, Started
+from mentor.core.run import accuracy, build_for, history_figures
 from mentor.core.trainer import Trainer
 from mentor.data.pipeline import Batches
-from mentor.errors import MentorError
+from mentor.errors import MentorError, UsageError
 from mentor.losses import consistency_loss, cross_entropy
 from mentor.models import count_params
 from mentor.report import sample_grid
-from mentor.runs import recorded
-from mentor.teachers import get_teacher
+from mentor.teachers import get_teacher, teacher_beside
+from mentor.verdict import compare, percent, points
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class NoiseConfig(Section):
+    """The student's noise in `consistency`: RandAugment on top of the teacher's clean view
+    (no extra flip or shift: the clean view has them already)."""
+    num_ops: int = checked(2, lambda v: 0 <= v <= 14, "in 0..14 (the RandAugment ops)")
+    magnitude: int = checked(9, lambda v: 0 <= v <= 10, "in 0..10")  # Xie et al. 2020's noise
+
+
+@dataclass
+class ConsistencyLossConfig(Section):
+    temperature: float = positive(10.0)  # keras-io's consistency-training example
+    ce_weight: float = at_least(0.5, 0)  # ½·CE(labels, student) …
+    kd_weight: float = at_least(0.5, 0)  # … + ½·KL(teacher/T ‖ student/T)
+    t_squared: bool = True  # × T² (Hinton et al. 2015): else at T = 10 the KL gradient is 1/100
+
+
+@dataclass
+class ConsistencyConfig(Section):
+    recipe: str = "consistency"
+    description: str = ""
+    seed: int = seed_field()
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # its augment: the clean view
+    model: ModelConfig = field(default_factory=ModelConfig)  # the student
+    augment: NoiseConfig = field(default_factory=NoiseConfig)  # the student's noise
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: ConsistencyLossConfig = field(default_factory=ConsistencyLossConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    # Start the student from the teacher's initial weights (as keras-io's consistency
+    # example does), when the teacher is trained in this run with the same model.
+    student_from_teacher_init: bool = False
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def check(self):
+        if self.student_from_teacher_init and (self.teacher.path or
+                                               self.model != self.teacher.model):
+            raise UsageError(
+                "student_from_teacher_init needs a teacher trained in this run (teacher.path "
+                "empty) with the same [model] as the student; set it to false or make the "
+                "two models equal.")
+
 
 # ----------------------------------------------------------------------------- views
 
@@ -88,10 +141,8 @@ class ConsistencyTrainer(Trainer):
 # ----------------------------------------------------------------------------- run
 
 
-@recorded
-def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
-    run_dir, train_set, val, test = start_run(config, out, name)
-    preflight(config, train_set)
+def train_student(run: Started) -> Outcome:
+    config, run_dir, train_set, val, test = run.config, run.run_dir, run.train, run.val, run.test
     teacher = get_teacher(config, train_set, val, run_dir)
     teacher_params = count_params(teacher.model, trainable_only=True)  # before it is frozen
     run_dir.save_model(teacher.model, "teacher.keras")
@@ -127,8 +178,7 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
     results = robustness.sweep({"teacher": teacher.model, "student": student}, subset,
                                corruptions=r.corruptions or None,
                                severities=tuple(r.severities), seed=r.seed)
-    metrics = {"recipe": "consistency", "backend": keras.backend.backend(), "steps": taken,
-               "teacher_steps": teacher.steps}
+    metrics = {"steps": taken, "teacher_steps": teacher.steps}
     for who, model in (("teacher", teacher.model), ("student", student)):
         # the sweep's clean pass covered the whole test set unless it ran on a subset
         metrics[f"{who}_clean_acc"] = (results[who]["clean_acc"] if subset is test
@@ -170,5 +220,46 @@ def run(config: ConsistencyConfig, out, *, name: str = "consistency") -> dict:
         f"Clean accuracies are on all {len(test):,} test images; corrupted ones on a seeded "
         f"subset of {len(subset):,} of them (robustness.max_images), the same images for "
         "both models."]
-    return finish_run(run_dir, config, f"{name}: consistency training", metrics, figures,
-                      notes)
+    return Outcome(metrics, figures, notes)
+
+
+# ----------------------------------------------------------------------------- in words
+
+
+def verdict(m: dict) -> str:
+    corrupt = m["student_corrupt_acc"] - m["teacher_corrupt_acc"]
+    clean = m["student_clean_acc"] - m["teacher_clean_acc"]
+    clean_part = ("and matches it on clean images" if abs(100 * clean) < 0.05 else
+                  f"and {'gains' if clean > 0 else 'loses'} {points(clean)} on clean images")
+    return (f"Under corruption the student "
+            f"{compare(corrupt, 'beats its teacher', 'trails its teacher', 'matches its teacher')} "
+            f"({percent(m['teacher_corrupt_acc'])} → {percent(m['student_corrupt_acc'])}) "
+            f"{clean_part} ({percent(m['teacher_clean_acc'])} → "
+            f"{percent(m['student_clean_acc'])}).")
+
+
+def headline(m: dict) -> str:
+    return (f"corrupted: teacher {percent(m['teacher_corrupt_acc'])} → student "
+            f"{percent(m['student_corrupt_acc'])}; clean {percent(m['teacher_clean_acc'])}"
+            f" → {percent(m['student_clean_acc'])}")
+
+
+GLOSSARY = {
+    "teacher_clean_acc": "the teacher's top-1 accuracy on the uncorrupted test images",
+    "student_clean_acc": "the student's top-1 accuracy on the uncorrupted test images",
+    "teacher_corrupt_acc": "the teacher's mean accuracy over the 15 CIFAR-10-C benchmark "
+                           "corruptions × 5 severities (the number RobustBench reports)",
+    "student_corrupt_acc": "the student's mean accuracy over the 15 benchmark corruptions "
+                           "× 5 severities",
+    "teacher_corrupt_acc_all": "the same mean over all 19 corruptions (the 15 plus "
+                               "gaussian_blur, spatter, speckle_noise and saturate)",
+    "student_corrupt_acc_all": "the same mean over all 19 corruptions",
+}
+
+RECIPE = Recipe(
+    name="consistency", config=ConsistencyConfig, train=train_student,
+    title="consistency training", delivers="student.keras", verdict=verdict,
+    headline=headline, figure="per_corruption.png", glossary=GLOSSARY,
+    companions=teacher_beside,
+    demo=Demo("demo-consistency", "a noisy student of that model, under 19 corruptions", 66,
+                teacher_from="supervised"))

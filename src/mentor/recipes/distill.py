@@ -29,28 +29,46 @@ where `mentor.losses.kl_divergence` uses log-softmaxes.
 
 from __future__ import annotations
 
+import pathlib
 import time
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
 from mentor import augment
-from mentor.config import DistillConfig, DistillLossConfig
+from mentor.config import (
+    IMAGE_SIZES,
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    RuntimeConfig,
+    Section,
+    TeacherConfig,
+    TrainConfig,
+    at_least,
+    checked,
+    pair,
+    positive,
+    seed_field,
+    unit,
+)
+from mentor.core.evaluation import (
+    compare,
+    eval_view,
+    flip_averaged,
+    gives_probabilities,
+    logits,
+)
 from mentor.core.fit import train
 from mentor.core.optim import total_steps
-from mentor.core.run import (
-    accuracy,
-    build_for,
-    check_model_matches,
-    finish_run,
-    history_figures,
-    preflight,
-    start_run,
-)
+from mentor.core.recipe import Demo, Outcome, Recipe, Started
+from mentor.core.run import accuracy, build_for, check_model_matches, history_figures
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import Batches, labeled_rows, prepare
+from mentor.data.sources import load_source
 from mentor.data.stream import LabeledDraw
 from mentor.errors import MentorError
 from mentor.losses import (
@@ -59,11 +77,81 @@ from mentor.losses import (
     mixed_cross_entropy,
     soft_target_kl,
 )
-from mentor.models import count_params
+from mentor.models import count_params, load_model
+from mentor.objects import MODEL_PREFIX
+from mentor.overlap import record_overlap
 from mentor.report import sample_grid, teacher_student_bars
-from mentor.runs import recorded
-from mentor.inference import predict
-from mentor.teachers import get_teacher
+from mentor.teachers import get_teacher, teacher_beside
+from mentor.verdict import percent, relation
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class DistillAugmentConfig(Section):
+    """The one view teacher and student share (Beyer et al. 2022, function matching)."""
+    # side of the crop both models see; 0 → the data's image size
+    crop_size: int = checked(0, lambda v: v == 0 or IMAGE_SIZES[0] <= v <= IMAGE_SIZES[1],
+                             f"0 (the data's size) or {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
+    # inception crop: area fraction and aspect-ratio range, [low, high] each
+    crop_area: list = checked(lambda: [0.05, 1.0], pair(True, 1.0),
+                              "[low, high] with 0 < low ≤ high ≤ 1")
+    crop_ratio: list = checked(lambda: [0.75, 4 / 3], pair(True, None),
+                               "[low, high] with 0 < low ≤ high")
+    flip: bool = True  # horizontal; off for digits and text
+    mixup: bool = True  # MixUp with λ ~ U(0, 1) and a partner from the same batch
+    mixup_per_image: bool = True  # one λ per image; false → one λ per batch (big_vision)
+    # test view: central crop of this fraction, resized (keras-io's distillation: 0.875)
+    eval_crop: float = unit(1.0, low_open=True, high_open=False)
+
+
+@dataclass
+class DistillTeacherConfig(TeacherConfig):
+    # The teacher's function is the mean of its outputs on the view and on the view's mirror
+    # image: a two-member test-time ensemble, one more teacher forward per step. Its accuracy
+    # (teacher_acc) is measured the same way, since that is the function the student matches.
+    flip_average: bool = False
+
+
+@dataclass
+class DistillLossConfig(Section):
+    temperature: float = positive(1.0)  # the paper matches plain softmaxes (T = 1)
+    t_squared: bool = True  # × T² as big_vision and Hinton et al.: gradients independent of T
+    # Hinton et al. 2015's second term: the student's cross-entropy on the true labels
+    # (mixed as the images are) beside the teacher's, weighted label_weight against
+    # 1 − label_weight. 0 is pure function matching (Beyer et al. 2022). A short schedule
+    # gains from it: the teacher's soft targets say how classes resemble each other, the
+    # labels say what each training image is (docs/results.md: the demo's student).
+    label_weight: float = unit(0.0)
+
+
+@dataclass
+class BaselineConfig(Section):
+    """The same student trained on the labels alone, with the same steps and optimizer."""
+    enabled: bool = False  # also train it, so metrics.json has student_labels_only_acc
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # its label-training view
+
+
+@dataclass
+class DistillConfig(Section):
+    recipe: str = "distill"
+    description: str = ""
+    seed: int = seed_field()
+    # 0: the student may use every training label. N: only N seeded images a class keep
+    # their labels for the student's loss.label_weight term and its labels-only twin; the
+    # student still matches the teacher on every image, which a teacher trained here learns
+    # with all labels: the setting where distillation pays, a teacher that knows more.
+    labels_per_class: int = at_least(0, 0)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: DistillTeacherConfig = field(default_factory=DistillTeacherConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # the student
+    augment: DistillAugmentConfig = field(default_factory=DistillAugmentConfig)
+    # Function matching wants patience: AdamW, warm-up then cosine to 0, clip-norm 1.0.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(clipnorm=1.0, warmup_steps=100))
+    loss: DistillLossConfig = field(default_factory=DistillLossConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
 
 # ----------------------------------------------------------------------------- views
 
@@ -97,34 +185,6 @@ def shared_view(config: DistillConfig, size: int) -> SharedView:
 
 def crop_size(config: DistillConfig, data: ImageSet) -> int:
     return config.augment.crop_size or data.image_shape[0]
-
-
-def eval_view(data: ImageSet | None, fraction: float, size: int, batch: int = 512):
-    """The test-time view: a central crop of `fraction` resized to `size` (identity when
-    fraction = 1 and the size already fits)."""
-    if data is None or (fraction >= 1.0 and data.image_shape[0] == size):
-        return data
-    parts = [keras.ops.convert_to_numpy(augment.central_crop(data.x[i:i + batch], fraction, size))
-             for i in range(0, len(data), batch)]
-    x = np.clip(np.rint(np.concatenate(parts)), 0, 255).astype(np.uint8)
-    return ImageSet(x, data.y, list(data.class_names), data.name)
-
-
-class Mirror(keras.layers.Layer):
-    """Left-right mirror image of a batch of (B, H, W, C) images."""
-
-    def call(self, images):
-        return keras.ops.flip(images, axis=2)
-
-
-def flip_averaged(teacher: keras.Model) -> keras.Model:
-    """The teacher as the mean of its outputs on an image and on its mirror image (the same
-    weights twice: no new parameters). Flip averaging is the cheapest ensemble there is: on
-    three CIFAR-10 teachers it added 0.007 to 0.022 test accuracy (docs/results.md)."""
-    images = keras.Input(shape=teacher.input_shape[1:], name="images")
-    mirrored = Mirror(name="mirror")(images)
-    out = keras.layers.Average(name="mean")([teacher(images), teacher(mirrored)])
-    return keras.Model(images, out, name=f"{teacher.name}_flip_averaged")
 
 
 class LabeledBatches(Batches):
@@ -210,36 +270,6 @@ class DistillTrainer(Trainer):
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-
-def logits(model, data: ImageSet, batch_size: int = 256, probabilities=False) -> np.ndarray:
-    out = np.asarray(predict(model, data.x, batch_size), dtype=np.float32)
-    return np.log(np.maximum(out, 1e-12)) if probabilities else out
-
-
-def gives_probabilities(model, data: ImageSet, n: int = 64) -> bool:
-    """True when a model ends in a softmax (keras.applications does by default): its rows
-    are non-negative and sum to 1. mentor trains on logits; log p are logits of p."""
-    out = logits(model, data.subset(np.arange(min(n, len(data)))))
-    return bool(out.min() >= 0.0 and np.allclose(out.sum(-1), 1.0, atol=1e-3))
-
-
-def compare(teacher_logits: np.ndarray, student_logits: np.ndarray, labels,
-            scored=None) -> dict:
-    """Accuracies of both, top-1 agreement and mean KL(teacher ‖ student) at T = 1, over
-    the `scored` rows (files.scored_mask: images that could be read; default all)."""
-    if scored is not None:
-        teacher_logits, student_logits = teacher_logits[scored], student_logits[scored]
-        labels = np.asarray(labels)[scored]
-    t_top, s_top = teacher_logits.argmax(-1), student_logits.argmax(-1)
-    kl = keras.ops.convert_to_numpy(kl_divergence(teacher_logits, student_logits))
-    return {"teacher_acc": float(np.mean(t_top == labels)),
-            "student_acc": float(np.mean(s_top == labels)),
-            "student_teacher_agreement": float(np.mean(t_top == s_top)),
-            "student_teacher_kl": float(np.mean(kl))}
-
-
 def check_pair(teacher: keras.Model, student: keras.Model):
     """Teacher and student must predict the same classes from the same images."""
     t, s = teacher.output_shape[-1], student.output_shape[-1]
@@ -256,11 +286,9 @@ def check_pair(teacher: keras.Model, student: keras.Model):
 # ----------------------------------------------------------------------------- run
 
 
-@recorded
-def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
-    run_dir, train_set, val, test = start_run(config, out, name)
-    size = crop_size(config, train_set)
-    preflight(config, train_set, size)
+def train_student(run: Started) -> Outcome:
+    config, run_dir, train_set, val, test = run.config, run.run_dir, run.train, run.val, run.test
+    size = run.image_size
     val_view, test_view = (eval_view(d, config.augment.eval_crop, size) for d in (val, test))
 
     labeled, mask = train_set, None
@@ -311,8 +339,7 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
         seconds["teacher_seconds"] = teacher.seconds
     run_dir.save_model(student, "student.keras")
 
-    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "steps": taken,
-               "teacher_steps": teacher.steps}
+    metrics = {"steps": taken, "teacher_steps": teacher.steps}
     metrics.update(compare(logits(teacher_model, test_view, probabilities=probabilities),
                            logits(student, test_view), test_view.y,
                            scored_mask(test_view.x, test_view.name)))
@@ -350,5 +377,104 @@ def run(config: DistillConfig, out, *, name: str = "distill") -> dict:
                                  "shared view": keras.ops.convert_to_numpy(view)},
                                 run_dir.file("views.png")).name))
     metrics.update({key: round(value, 1) for key, value in seconds.items()})
-    return finish_run(run_dir, config, f"{name}: distillation by function matching", metrics,
-                      figures)
+    return Outcome(metrics, figures)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_run(path: pathlib.Path, config: DistillConfig, source: str, *,
+                 batch_size: int = 256, unsafe: bool = False) -> dict:
+    """A finished run's teacher (flip-averaged when the run's was), student and labels-only
+    student on another data source, under metrics.json's keys and the run's own test view.
+    Why: 2000 test images leave ±0.01 of sampling noise on each accuracy, as much as the
+    effects the recipe is judged by; a larger test set tells them apart."""
+    if not (path / "student.keras").is_file():
+        raise MentorError(f"{path} has no student.keras: the run has not finished its student; "
+                          "resume it with `mentor train` on the same --out first.")
+    teacher_path = teacher_beside(path, config).get("teacher")
+    if teacher_path is None and config.teacher.path.startswith(MODEL_PREFIX):
+        raise MentorError(f"the teacher of {path} was a keras.Model given from Python, which "
+                          "the run does not save: evaluate the student alone (`mentor "
+                          f"evaluate {path / 'student.keras'} --data ...`).")
+    if teacher_path is None:
+        raise MentorError(f"the teacher of {path} is gone: neither {path}/teacher.keras nor "
+                          f"its teacher.path {config.teacher.path!r} exists.")
+    student = load_model(path / "student.keras", safe_mode=not unsafe)
+    size = student.input_shape[1]
+    base = config.data.image_size or size
+    data = prepare(load_source(source, image_size=base), base, student.input_shape[-1])
+    view = eval_view(data, config.augment.eval_crop, size)
+    check_model_matches(student, view)
+    teacher = load_model(teacher_path, safe_mode=not unsafe)
+    check_model_matches(teacher, view)
+    if config.teacher.flip_average:
+        teacher = flip_averaged(teacher)
+    metrics = {"recipe": "distill", "backend": keras.backend.backend(), "run": str(path),
+               "data": source, "images": len(view)}
+    record_overlap(metrics, path, data.x)
+    metrics.update(compare(logits(teacher, view, batch_size, gives_probabilities(teacher, view)),
+                           logits(student, view, batch_size), view.y,
+                           scored_mask(view.x, view.name)))
+    if (path / "baseline.keras").is_file():
+        metrics["student_labels_only_acc"] = accuracy(
+            load_model(path / "baseline.keras", safe_mode=not unsafe), view, batch_size)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- in words
+
+
+def verdict(m: dict) -> str:
+    ratio = m["teacher_params"] / max(m["student_params"], 1)
+    size = (f"{ratio:.1f}× fewer than its teacher" if ratio >= 1.05 else
+            f"{1 / ratio:.1f}× more than its teacher" if ratio <= 1 / 1.05 else
+            "as many as its teacher")
+    text = (f"The distilled student ({m['student_params']:,} parameters, {size}) classifies "
+            f"{percent(m['student_acc'])} correctly: "
+            + relation(m["student_acc"] - m["teacher_acc"],
+                       f"its teacher ({percent(m['teacher_acc'])})"))
+    partial = m.get("labeled_images", m.get("train_images")) != m.get("train_images")
+    if "student_labels_only_acc" in m:
+        text += " and " + relation(
+            m["student_acc"] - m["student_labels_only_acc"],
+            f"the same student trained on the labels alone "
+            f"({percent(m['student_labels_only_acc'])})")
+    if partial:
+        text += (f", with labels for {m['labeled_images']:,} of its {m['train_images']:,} "
+                 "training images: the teacher labels the rest")
+    return text + "."
+
+
+def headline(m: dict) -> str:
+    text = f"student {percent(m['student_acc'])} ({m['student_params']:,} params)"
+    if "student_labels_only_acc" in m:
+        text += f" vs labels-only {percent(m['student_labels_only_acc'])}"
+    return text + f" vs teacher {percent(m['teacher_acc'])} ({m['teacher_params']:,})"
+
+
+GLOSSARY = {
+    "teacher_acc": "the teacher's top-1 accuracy on the test images",
+    "student_acc": "the distilled student's top-1 accuracy on the test images",
+    "student_labels_only_acc": "the same student architecture, same steps, trained on the "
+                               "labels alone: what distillation has to beat",
+    "student_teacher_agreement": "fraction of test images where student and teacher predict "
+                                 "the same class (right or wrong)",
+    "student_teacher_kl": "mean KL(teacher ‖ student) on the test images, in nats: 0 when "
+                          "the student reproduces the teacher's probabilities",
+    "labeled_images": "training images whose labels the student and its labels-only twin "
+                      "may use (labels_per_class); the student sees the others through the "
+                      "teacher",
+    "student_seconds": "wall-clock time of the student's training",
+    "teacher_seconds": "wall-clock time of the teacher's training in this run",
+    "baseline_seconds": "wall-clock time of the labels-only student's training",
+}
+
+RECIPE = Recipe(
+    name="distill", config=DistillConfig, train=train_student,
+    title="distillation by function matching", delivers="student.keras", verdict=verdict,
+    headline=headline, figure="accuracy.png", glossary=GLOSSARY, companions=teacher_beside,
+    evaluate=evaluate_run, image_size=crop_size,
+    demo=Demo("demo-distill", "that model distilled into a student with 7× fewer "
+              "parameters and the labels of 200 of its 3600 digits", 87,
+              teacher_from="supervised"))
