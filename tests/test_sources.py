@@ -22,16 +22,12 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from mentor.data import download, sources
+from mentor.data import catalogue, download
+from mentor.data.catalogue import DOWNLOADS
+from mentor.data.datasets import CIFAR10C_CORRUPTIONS, load_cifar10c
 from mentor.data.download import cache_dir, extract, fetch
 from mentor.data.resize import resize_and_pad, resize_and_pad_one
-from mentor.data.sources import (
-    CIFAR10C_CORRUPTIONS,
-    DOWNLOADS,
-    load_cifar10c,
-    load_source,
-    per_class_subset,
-)
+from mentor.data.sources import load_source, per_class_subset
 from mentor.errors import MentorError
 from mentor.pixels import to_channels
 
@@ -61,8 +57,8 @@ def _md5(path: Path) -> str:
 
 def _register(monkeypatch, name: str, path: Path) -> None:
     """Make `path` the good cached copy of DOWNLOADS[name]."""
-    entry = replace(sources.DOWNLOADS[name], checksum=_md5(path))
-    monkeypatch.setitem(sources.DOWNLOADS, name, entry)
+    entry = replace(catalogue.DOWNLOADS[name], checksum=_md5(path))
+    monkeypatch.setitem(catalogue.DOWNLOADS, name, entry)
 
 
 def _serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
@@ -70,8 +66,8 @@ def _serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
     URLs requested, in order. Any other URL fails as offline."""
     by_url, asked = {}, []
     for name, data in files.items():
-        entry = replace(sources.DOWNLOADS[name], checksum=_md5_of(data))
-        monkeypatch.setitem(sources.DOWNLOADS, name, entry)
+        entry = replace(catalogue.DOWNLOADS[name], checksum=_md5_of(data))
+        monkeypatch.setitem(catalogue.DOWNLOADS, name, entry)
         by_url[entry.url] = data
 
     def urlopen(url):
@@ -85,7 +81,7 @@ def _serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
 
 
 def _cached_path(cache: Path, folder: str, name: str) -> Path:
-    path = cache / folder / sources.DOWNLOADS[name].filename
+    path = cache / folder / catalogue.DOWNLOADS[name].filename
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -378,7 +374,7 @@ def _bad_folder(tmp_path):
 
 
 def test_a_folder_skips_and_counts_files_that_do_not_decode(tmp_path, capsys):
-    from mentor.data.sources import BadImages
+    from mentor.data.files import BadImages
 
     _bad_folder(tmp_path)
     BadImages.reset()

@@ -421,7 +421,7 @@ def _presets(args):
 
 
 def _sources(args):
-    from mentor.data.sources import SOURCES_HELP
+    from mentor.data.spec import SOURCES_HELP
 
     print(SOURCES_HELP)
     return 0

@@ -22,7 +22,7 @@ from mentor.core.checkpoints import (
     state_bytes,
 )
 from mentor.core.optim import build_optimizer
-from mentor.data.files import ImageFiles
+from mentor.data.files import is_streamed
 from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
 from mentor.inference import trim_to_devices
@@ -168,7 +168,7 @@ def validation_feed(validation):
     this process's share: `trim_to_devices`); file-backed images as batches decoded in
     order."""
     validation = trim_to_devices(validation)
-    if validation is None or not isinstance(validation[0], ImageFiles):
+    if validation is None or not is_streamed(validation[0]):
         return validation
     return EvalBatches(*validation, eval_batch_size() // process_shard()[1])
 
