@@ -20,7 +20,7 @@ def photos_32():
     """(5,000 real images at 32×32×3 as an ImageSet, what they are): CIFAR-10 from
     ../shared/data when present, else the embedded MNIST-5k in colour. Imports mentor only
     when called, so a loader worker importing a benchmark script loads no Keras."""
-    from mentor.data.pipeline import prepare
+    from mentor.data.prepare import prepare
     from mentor.data.sources import load_source
 
     if SHARED_CIFAR.exists():

@@ -143,7 +143,7 @@ def main():
     os.environ.setdefault("KERAS_BACKEND", "torch")  # mentor's default, before Keras loads
     import keras
 
-    from mentor.data.pipeline import prepare
+    from mentor.data.prepare import prepare
     from mentor.data.sources import load_source
 
     data, what = photos_32()

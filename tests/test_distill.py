@@ -253,7 +253,7 @@ def test_interrupted_run_resumes_at_the_right_step_with_the_right_learning_rate(
     original = pipeline.Batches.__getitem__
 
     def dies_in_epoch_3(self, index):
-        if self.stream.batch_size == 32 and self.start_step + index == 7:  # step 8 of 12
+        if self.order.batch_size == 32 and self.start_step + index == 7:  # step 8 of 12
             raise KeyboardInterrupt("killed")
         return original(self, index)
 

@@ -31,7 +31,7 @@ LAYERS = [
     ["mentor.data", "mentor.models", "mentor.augment", "mentor.corruptions", "mentor.config",
      "mentor.inference"],
     ["mentor.runtime", "mentor.losses", "mentor.objects", "mentor.pixels"],
-    ["mentor.errors", "mentor.compat", "mentor._backend", "mentor"],
+    ["mentor.errors", "mentor.compat", "mentor._backend", "mentor.atomic", "mentor"],
 ]
 
 

@@ -22,7 +22,8 @@ import pytest
 from conftest import bn_classifier, mark_run, write_npz
 from mentor.cli import build_parser, main
 from mentor.errors import MentorError
-from mentor.runs import MARK, RunDir, TEMP_PREFIX, atomic_path, claim
+from mentor.atomic import TEMP_PREFIX, atomic_path
+from mentor.runs import MARK, RunDir, claim
 
 TRAIN = ["train", "demo", "--set", "data.train=embedded:digits", "--set", "train.epochs=1"]
 

@@ -2,13 +2,9 @@ import numpy as np
 import pytest
 
 from mentor.data import ImageSet
-from mentor.data.pipeline import (
-    Batches,
-    PairedBatches,
-    labeled_split,
-    prepare,
-    split_fraction,
-)
+from mentor.data.pipeline import Batches, PairedBatches
+from mentor.data.prepare import prepare
+from mentor.data.splits import labeled_split, split_fraction
 from mentor.errors import MentorError
 
 
@@ -77,8 +73,8 @@ def test_paired_batches_ratio_and_independent_streams():
     assert x["source"].shape == (8, 8, 8, 1) and x["target"].shape == (24, 8, 8, 1)
     assert y.shape == (8,) and x["target_labels"].shape == (24,)
     assert len(paired) == 20
-    # the target stream is its own permutation chain: 300 target rows in 13 steps of 24
-    rows = np.concatenate([paired.target_stream.rows(g) for g in range(12)])
+    # the target order is its own permutation chain: 300 target rows in 13 steps of 24
+    rows = np.concatenate([paired.target_order.rows(g) for g in range(12)])
     assert len(np.unique(rows)) == 288
 
 

@@ -22,16 +22,13 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from mentor.data import download, sources
+from mentor.atomic import TEMP_PREFIX
+from mentor.data import catalogue, download
+from mentor.data.catalogue import DOWNLOADS
+from mentor.data.datasets import CIFAR10C_CORRUPTIONS, load_cifar10c
 from mentor.data.download import cache_dir, extract, fetch
 from mentor.data.resize import resize_and_pad, resize_and_pad_one
-from mentor.data.sources import (
-    CIFAR10C_CORRUPTIONS,
-    DOWNLOADS,
-    load_cifar10c,
-    load_source,
-    per_class_subset,
-)
+from mentor.data.sources import load_source, per_class_subset
 from mentor.errors import MentorError
 from mentor.pixels import to_channels
 
@@ -61,8 +58,8 @@ def _md5(path: Path) -> str:
 
 def _register(monkeypatch, name: str, path: Path) -> None:
     """Make `path` the good cached copy of DOWNLOADS[name]."""
-    entry = replace(sources.DOWNLOADS[name], checksum=_md5(path))
-    monkeypatch.setitem(sources.DOWNLOADS, name, entry)
+    entry = replace(catalogue.DOWNLOADS[name], checksum=_md5(path))
+    monkeypatch.setitem(catalogue.DOWNLOADS, name, entry)
 
 
 def _serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
@@ -70,8 +67,8 @@ def _serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
     URLs requested, in order. Any other URL fails as offline."""
     by_url, asked = {}, []
     for name, data in files.items():
-        entry = replace(sources.DOWNLOADS[name], checksum=_md5_of(data))
-        monkeypatch.setitem(sources.DOWNLOADS, name, entry)
+        entry = replace(catalogue.DOWNLOADS[name], checksum=_md5_of(data))
+        monkeypatch.setitem(catalogue.DOWNLOADS, name, entry)
         by_url[entry.url] = data
 
     def urlopen(url):
@@ -85,7 +82,7 @@ def _serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
 
 
 def _cached_path(cache: Path, folder: str, name: str) -> Path:
-    path = cache / folder / sources.DOWNLOADS[name].filename
+    path = cache / folder / catalogue.DOWNLOADS[name].filename
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -117,7 +114,7 @@ def test_fetch_offline_says_where_to_put_the_file(cache):
     with pytest.raises(MentorError, match="could not download") as e:
         fetch("https://example.org/file.bin", dest, "md5:" + "0" * 32)
     assert str(dest) in str(e.value) and "md5:" + "0" * 32 in str(e.value)
-    assert not dest.exists() and not dest.with_suffix(".bin.part").exists()
+    assert not dest.exists() and not list(dest.parent.glob(TEMP_PREFIX + "*"))
 
 
 def test_fetch_downloads_and_verifies(cache, monkeypatch):
@@ -136,7 +133,7 @@ def test_fetch_wrong_checksum_leaves_nothing(cache, monkeypatch):
     with pytest.raises(MentorError, match="wrong checksum") as e:
         fetch("https://example.org/file.bin", dest, expected)
     assert expected in str(e.value) and hashlib.md5(b"not the file").hexdigest() in str(e.value)
-    assert not dest.exists() and not dest.with_suffix(".bin.part").exists()
+    assert not dest.exists() and not list(dest.parent.glob(TEMP_PREFIX + "*"))
 
 
 def test_fetch_uses_good_cached_copy_without_network(cache):
@@ -169,7 +166,7 @@ def test_fetch_truncated_download_is_a_network_error(cache, monkeypatch):
     dest = cache / "file.bin"
     with pytest.raises(MentorError, match="connection closed after 4 of 8 bytes"):
         fetch("https://example.org/file.bin", dest, _md5_of(b"halfhalf"))
-    assert not dest.exists() and not dest.with_suffix(".bin.part").exists()
+    assert not dest.exists() and not list(dest.parent.glob(TEMP_PREFIX + "*"))
 
 
 def test_extract_renames_complete_folder(tmp_path):
@@ -378,7 +375,7 @@ def _bad_folder(tmp_path):
 
 
 def test_a_folder_skips_and_counts_files_that_do_not_decode(tmp_path, capsys):
-    from mentor.data.sources import BadImages
+    from mentor.data.files import BadImages
 
     _bad_folder(tmp_path)
     BadImages.reset()

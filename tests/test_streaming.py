@@ -9,9 +9,10 @@ import pytest
 from conftest import write_digit_folder
 from PIL import Image
 
-from mentor.data import sources
+from mentor.data import folders
 from mentor.data.files import BadImages, ImageFiles
-from mentor.data.pipeline import Batches, PairedBatches, feed, prepare
+from mentor.data.pipeline import Batches, PairedBatches, feed
+from mentor.data.prepare import prepare
 from mentor.data.sources import load_source
 from mentor.errors import MentorError
 
@@ -210,7 +211,7 @@ def test_a_csv_list_reads_paths_relative_to_itself_with_classes_sorted_as_number
 def test_auto_streams_only_above_the_threshold_and_says_which(folder, monkeypatch, capsys):
     assert isinstance(load_source(folder).x, np.ndarray)  # 17 KB: decoded into memory
     assert "0 MiB as uint8: decoded into memory (data.stream = auto)" in capsys.readouterr().out
-    monkeypatch.setattr(sources, "STREAM_ABOVE_BYTES", 10_000)
+    monkeypatch.setattr(folders, "STREAM_ABOVE_BYTES", 10_000)
     assert isinstance(load_source(folder).x, ImageFiles)
     out = capsys.readouterr().out
     assert "120 images at 12×12×1" in out and "streamed from disk" in out, out

@@ -393,7 +393,7 @@ def test_a_folder_named_like_an_npz_says_to_write_folder(tmp_path):
 
 
 def test_a_cifar10c_file_of_pickled_objects_is_refused_with_a_message(tmp_path):
-    from mentor.data.sources import load_cifar10c
+    from mentor.data.datasets import load_cifar10c
 
     np.save(tmp_path / "fog.npy", np.zeros((5, 32, 32, 3), np.uint8))
     np.save(tmp_path / "labels.npy", np.array([object()] * 5, dtype=object))

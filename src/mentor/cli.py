@@ -149,7 +149,8 @@ def _check_output_file(name, flag: str, inputs=(), *, create: bool = True, mine=
     existing file is a result of the same kind, which may be replaced), or a file inside a
     run folder of mentor's. Then create the folders it goes into and check that it can be
     written there."""
-    from mentor.runs import TEMP_PREFIX, _source_path, owner_of
+    from mentor.atomic import TEMP_PREFIX
+    from mentor.runs import _source_path, owner_of
 
     path = pathlib.Path(name)
     if path.is_dir():
@@ -233,13 +234,12 @@ def _is_evaluation(path) -> bool:
 
 def _write_file_atomically(name, text: str, flag: str):
     """Write through a temporary file and rename: an interrupted write leaves no half a
-    file, and no file of the user's is touched on the way (runs.atomic_path)."""
-    from mentor.runs import atomic_path
+    file, and no file of the user's is touched on the way."""
+    from mentor.atomic import write_atomically
 
     path = pathlib.Path(name)
     try:
-        with atomic_path(path) as partial:
-            partial.write_text(text)
+        write_atomically(path, text)
     except OSError as e:
         raise MentorError(f"cannot write {flag} {path} ({e.strerror or e}). Free some space "
                           "or give a path in a writable folder, and run again.") from None
@@ -422,7 +422,7 @@ def _presets(args):
 
 
 def _sources(args):
-    from mentor.data.sources import SOURCES_HELP
+    from mentor.data.spec import SOURCES_HELP
 
     print(SOURCES_HELP)
     return 0

@@ -9,6 +9,7 @@ import pathlib
 import time
 
 from mentor import recipes
+from mentor.atomic import write_atomically
 from mentor.console import duration, print_metrics
 from mentor.core.recipe import Demo
 from mentor.errors import UsageError
@@ -127,5 +128,5 @@ it adapts to the 5000 MNIST digits and is tested on them, their labels never tra
 """
     path = root / "index.html"
     if writes():  # process 0's, in a multi-process job
-        path.write_text(page)
+        write_atomically(path, page)
     return path

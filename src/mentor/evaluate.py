@@ -13,7 +13,7 @@ from mentor import recipes
 from mentor.core.run import accuracy, check_model_matches
 from mentor.corruptions import CORRUPTIONS, check
 from mentor.corruptions.tables import tables
-from mentor.data.pipeline import prepare
+from mentor.data.prepare import prepare
 from mentor.errors import MentorError
 from mentor.robustness import difference_heatmap, heatmap, say, subset, sweep
 

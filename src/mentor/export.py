@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 
 from mentor.errors import MentorError, UsageError
-from mentor.runs import TEMP_PREFIX
+from mentor.atomic import TEMP_PREFIX
 
 FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
 

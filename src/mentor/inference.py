@@ -8,7 +8,7 @@ import weakref
 import keras
 import numpy as np
 
-from mentor.data.files import ImageFiles
+from mentor.data.files import is_streamed
 from mentor.data.pipeline import EvalBatches
 from mentor.runtime import device_count, eval_batch_size, process_shard
 
@@ -19,7 +19,7 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndar
     outputs dropped."""
     if process_shard()[1] > 1:
         return _predict_across_processes(model, x, batch_size)
-    if isinstance(x, ImageFiles):  # decoded a batch at a time, never whole
+    if is_streamed(x):  # decoded a batch at a time, never whole
         return _predict_files(model, x, batch_size)
     pad = (-len(x)) % device_count()
     if pad:
@@ -50,7 +50,7 @@ def trim_to_devices(validation):
     keep = len(validation[0]) // n * n
     index, count = process_shard()
     share = slice(index * keep // count, (index + 1) * keep // count)
-    return tuple(a.take(share) if isinstance(a, ImageFiles) else a[:keep][share]
+    return tuple(a.take(share) if is_streamed(a) else a[:keep][share]
                  for a in validation)
 
 

@@ -15,7 +15,7 @@ from mentor.errors import MentorError
 def _image_files(specs: list[str]) -> list[pathlib.Path] | None:
     """The image files named by `specs` (files, or one folder of images without class
     sub-folders), or None when `specs` is one data source spec."""
-    from mentor.data.sources import IMAGE_EXTENSIONS
+    from mentor.data.folders import IMAGE_EXTENSIONS
 
     paths = [pathlib.Path(s) for s in specs]
     if len(paths) == 1 and paths[0].is_dir():
@@ -46,7 +46,7 @@ def load_images(specs: list[str], size: int, channels: int):
     data is, so a model sees what it saw in training."""
     from mentor.data.files import decode_image
     from mentor.data.imageset import ImageSet
-    from mentor.data.pipeline import prepare
+    from mentor.data.prepare import prepare
     from mentor.data.sources import load_source
 
     files = _image_files(specs)

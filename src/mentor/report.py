@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 from matplotlib.figure import Figure
 
+from mentor.atomic import atomic_path, write_atomically
 from mentor.console import format_value
 from mentor.errors import MentorError
 from mentor.runtime import writes
@@ -23,9 +24,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def save_figure(fig, path, **options):
     """`fig.savefig`, in the process that writes the run directory (runtime.writes): every
-    process of a multi-process job draws the same figure, one writes it."""
+    process of a multi-process job draws the same figure, one writes it. Through a
+    temporary file: a figure cut short is never left under its name."""
     if writes():
-        fig.savefig(path, **options)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, **options)
 
 
 def read_history(path) -> dict[str, list[float]]:
@@ -184,7 +187,7 @@ pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; }}
 """
     path = pathlib.Path(path)
     if writes():
-        path.write_text(page)
+        write_atomically(path, page)
     return path
 
 

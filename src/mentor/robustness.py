@@ -15,10 +15,10 @@ import numpy as np
 
 from mentor.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, check, corrupt
 from mentor.corruptions.tables import tables
+from mentor.data.datasets import load_cifar10c
 from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet
-from mentor.data.pipeline import prepare
-from mentor.data.sources import load_cifar10c
+from mentor.data.prepare import prepare
 from mentor.inference import predict
 from mentor.verdict import percent, with_caveats
 

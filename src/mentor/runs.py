@@ -27,13 +27,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import errno
 import functools
 import json
 import math
 import os
 import pathlib
-import secrets
 import shlex
 import shutil
 import socket
@@ -48,6 +46,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from mentor.atomic import TEMP_PREFIX, atomic_path, write_atomically
 from mentor.config import dumps, record_reads
 from mentor.errors import MentorError, UsageError
 from mentor.runtime import barrier, from_process_0, process_shard, writes
@@ -174,7 +173,7 @@ class RunDir:
                 # so a config that does not fit them still stops there, with a message.
                 print(f"mentor: warning: config.toml of {self.path} is damaged ({e}); "
                       "rewritten with this run's config", file=sys.stderr, flush=True)
-                _atomic_write(existing, header + body)
+                write_atomically(existing, header + body)
                 recorded = _what_it_is(body)
             if recorded != _what_it_is(body):
                 raise NotOurs(
@@ -187,7 +186,7 @@ class RunDir:
                   flush=True)
             self.mark("running")
             return
-        _atomic_write(self.file("config.toml"), header + body)
+        write_atomically(self.file("config.toml"), header + body)
         update_mark(self.path, data=data_fingerprints(tomllib.loads(body)))
         self.mark("running")
 
@@ -238,7 +237,7 @@ class RunDir:
             return
         stages = self.stages()
         stages[name] = facts
-        _atomic_write(self.file("stages.json"), json.dumps(stages, indent=2) + "\n")
+        write_atomically(self.file("stages.json"), json.dumps(stages, indent=2) + "\n")
 
     def stages(self) -> dict:
         try:
@@ -278,7 +277,7 @@ class RunDir:
         if changed:
             metrics["warning_data_changed_on_resume"] = ", ".join(changed)
         if writes():
-            _atomic_write(self.file("metrics.json"), json.dumps(metrics, indent=2) + "\n")
+            write_atomically(self.file("metrics.json"), json.dumps(metrics, indent=2) + "\n")
         self.mark("completed")
         return self.file("metrics.json")
 
@@ -298,23 +297,6 @@ def check_free_space(directory, need: int, what: str):
             f"the disk holding {directory} has only {free / 2**20:.0f} MiB free but {what} "
             f"need about {need / 2**20:.0f} MiB. Free some space, lower "
             "train.keep_checkpoints, or pass --out on another disk.")
-
-
-@contextlib.contextmanager
-def disk_errors(partial):
-    """Turn a full disk (or a quota) while writing `partial` into one plain message, and
-    remove the part written: nothing half-written stays under a name that looks complete."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise
-        with contextlib.suppress(OSError):
-            os.remove(str(partial))
-        raise MentorError(
-            f"the disk is full: writing {partial} failed ({e.strerror}). Free some space and "
-            "run the same command again: it resumes from the newest complete checkpoint."
-        ) from None
 
 
 def read_status(path) -> dict:
@@ -437,35 +419,9 @@ def mark(run_path, state: str, **info):
                   pid_started=_started(os.getpid()), **info)
     if state != "failed":
         status.pop("message", None)
-    _atomic_write(path, json.dumps(status, indent=2) + "\n")
+    write_atomically(path, json.dumps(status, indent=2) + "\n")
 
 
-def _atomic_write(path: pathlib.Path, text: str):
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-@contextlib.contextmanager
-def atomic_path(final):
-    """A temporary path beside `final` to write to: on success it replaces `final`
-    (renamed, so a reader sees the old file or the whole new one); on any failure,
-    Ctrl-C and SIGTERM included, it is removed. Its name is hidden and holds mentor's
-    prefix, the process and a random part, so it can never be a user's file; it ends
-    with `final`'s name, whose suffix tells Keras and NumPy the format. A full disk
-    becomes one plain message (disk_errors)."""
-    final = pathlib.Path(final)
-    tmp = final.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{final.name}")
-    try:
-        with disk_errors(tmp):
-            yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-
-TEMP_PREFIX = ".mentor-tmp-"
 MARK = ".mentor-run.json"
 KINDS = {"run": "a training run", "robustness": "a robustness evaluation",
          "demo": "a demo (a folder of runs)"}
@@ -549,7 +505,7 @@ def update_mark(path, **values):
         return
     mark_ = read_mark(path)
     mark_.update(values)
-    _atomic_write(pathlib.Path(path) / MARK, json.dumps(mark_, indent=1) + "\n")
+    write_atomically(pathlib.Path(path) / MARK, json.dumps(mark_, indent=1) + "\n")
 
 
 def owner_of(file) -> pathlib.Path | None:

@@ -31,6 +31,7 @@ import sys
 import keras
 import numpy as np
 
+from mentor.compat import jax_started
 from mentor.errors import UsageError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -268,9 +269,7 @@ def start_processes(coordinator=None, num_processes=None, process_id=None) -> di
             coordinator_address=None if auto else request["coordinator"],
             num_processes=request["num_processes"], process_id=request["process_id"])
     except RuntimeError as error:
-        from jax._src import xla_bridge
-
-        if xla_bridge.backends_are_initialized():
+        if jax_started():
             raise UsageError(
                 "the multi-process job must be joined before JAX computes anything: call "
                 "mentor.runtime.start_processes() first thing in the program.") from None

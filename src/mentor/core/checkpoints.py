@@ -11,7 +11,8 @@ import keras
 import numpy as np
 
 from mentor.errors import MentorError
-from mentor.runs import atomic_path, forget_written, record_written, written_by_mentor
+from mentor.atomic import atomic_path
+from mentor.runs import forget_written, record_written, written_by_mentor
 from mentor.runtime import writes
 
 

@@ -13,7 +13,8 @@ import sys
 
 import keras
 
-from mentor.compat import scheduled_learning_rate
+from mentor.atomic import write_atomically
+from mentor.compat import flush_tensorboard, scheduled_learning_rate
 from mentor.config import TrainConfig
 from mentor.core.checkpoints import (
     Checkpoints,
@@ -22,7 +23,7 @@ from mentor.core.checkpoints import (
     state_bytes,
 )
 from mentor.core.optim import build_optimizer
-from mentor.data.files import ImageFiles
+from mentor.data.files import is_streamed
 from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
 from mentor.inference import trim_to_devices
@@ -106,8 +107,7 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
-        for writer in self._writers.values():
-            writer.flush()
+        flush_tensorboard(self)
 
 
 def tensorboard_callback(log_dir) -> keras.callbacks.Callback | None:
@@ -159,8 +159,7 @@ def trim_history(path, epochs: int):
     with open(str(path)) as f:
         lines = f.readlines()
     kept = lines[:1] + [row for row in lines[1:] if int(row.split(",", 1)[0]) < epochs]
-    with open(str(path), "w") as f:
-        f.writelines(kept)
+    write_atomically(path, "".join(kept))
 
 
 def validation_feed(validation):
@@ -168,7 +167,7 @@ def validation_feed(validation):
     this process's share: `trim_to_devices`); file-backed images as batches decoded in
     order."""
     validation = trim_to_devices(validation)
-    if validation is None or not isinstance(validation[0], ImageFiles):
+    if validation is None or not is_streamed(validation[0]):
         return validation
     return EvalBatches(*validation, eval_batch_size() // process_shard()[1])
 

@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from mentor.compat import TwoRateUpdate
 from mentor.config import TrainConfig
 from mentor.errors import MentorError
 
@@ -57,26 +58,6 @@ def learning_rate(cfg: TrainConfig, steps: int, key: str = "train"):
 NO_DECAY = ["bias", "gamma", "beta", "moving_mean", "moving_variance"]
 
 
-class _ScaledBackbone:
-    """Optimizer mixin: the update of the variables in `_scaled` uses learning_rate × scale.
-
-    Keras has one learning rate per optimizer. Every backend's update funnels through
-    `_backend_update_step(grads, variables, learning_rate)` (torch's fused optimizers
-    override it, and handle any subset of the variables), so calling it once for the scaled
-    variables and once for the rest gives each its rate, for SGD and Adam alike. Decoupled
-    weight decay (AdamW) is applied apart, at the full rate.
-    """
-
-    def _backend_update_step(self, grads, variables, learning_rate):
-        pairs = list(zip(grads, variables))
-        scaled = [(g, v) for g, v in pairs if id(v) in self._scaled]
-        rest = [(g, v) for g, v in pairs if id(v) not in self._scaled]
-        for group, rate in ((scaled, learning_rate * self._scale), (rest, learning_rate)):
-            if group:
-                super()._backend_update_step([g for g, _ in group], [v for _, v in group],
-                                             rate)
-
-
 def pretrained_variables(model: keras.Model) -> list:
     """The trainable variables of all but the head (mentor's "logits" layer)."""
     try:
@@ -106,7 +87,7 @@ def build_optimizer(cfg: TrainConfig, steps: int, model: keras.Model | None = No
                                              "weight_decay": wd}
     scaled = cfg.backbone_lr_scale != 1.0 and model is not None
     if scaled:
-        cls = type(cls.__name__, (_ScaledBackbone, cls), {})
+        cls = type(cls.__name__, (TwoRateUpdate, cls), {})  # decoupled decay stays at the full rate
     opt = cls(lr, **kwargs, **clip)
     if scaled:
         opt._scale = float(cfg.backbone_lr_scale)

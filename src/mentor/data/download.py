@@ -1,7 +1,8 @@
 """Downloads that check their bytes, survive interruptions and say what to do offline.
 
 `fetch` returns a cached copy whose checksum matches without touching the network; otherwise
-it downloads to `<dest>.part`, verifies, and renames, so a file at `dest` is always complete.
+it downloads to a temporary file beside `dest` (mentor.atomic), verifies, and renames, so a
+file at `dest` is always complete.
 `extract` unpacks an archive beside its destination and renames at the end for the same reason.
 """
 
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mentor.atomic import atomic_path
 from mentor.errors import MentorError
 
 _CHUNK_BYTES = 1 << 20  # 1 MiB reads: few system calls, little memory
@@ -75,25 +77,22 @@ def fetch(url: str, dest: Path, checksum: str) -> Path:
     if stale and file_digest(dest, algo) == expected:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(dest.suffix + ".part")
-    try:
-        got = _download(url, part, algo)
-    except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
-        part.unlink(missing_ok=True)
-        note = " (the file there now does not match)" if stale else ""
-        raise MentorError(
-            f"could not download {url} ({_reason(e)}). If this machine is offline, download it "
-            f"elsewhere and put it at {dest}{note} (checksum {checksum}); mentor uses it from "
-            "there without the network."
-        ) from e
-    if got != expected:
-        part.unlink()
-        raise MentorError(
-            f"{url} arrived with the wrong checksum: expected {algo}:{expected}, got {algo}:{got}. "
-            "The download was corrupted or the file changed on the server; try again, or put a "
-            f"good copy at {dest}."
-        )
-    os.replace(part, dest)
+    with atomic_path(dest) as part:  # removed on any failure, renamed to dest when good
+        try:
+            got = _download(url, part, algo)
+        except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
+            note = " (the file there now does not match)" if stale else ""
+            raise MentorError(
+                f"could not download {url} ({_reason(e)}). If this machine is offline, "
+                f"download it elsewhere and put it at {dest}{note} (checksum {checksum}); "
+                "mentor uses it from there without the network."
+            ) from e
+        if got != expected:
+            raise MentorError(
+                f"{url} arrived with the wrong checksum: expected {algo}:{expected}, got "
+                f"{algo}:{got}. The download was corrupted or the file changed on the server; "
+                f"try again, or put a good copy at {dest}."
+            )
     return dest
 
 

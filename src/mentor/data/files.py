@@ -291,17 +291,23 @@ class ImageFiles:
         return f"ImageFiles({self.name!r}, {len(self)} files at {self.shape[1:]})"
 
 
+def is_streamed(data) -> bool:
+    """True when `data`, an ImageSet or its images, is file-backed (`ImageFiles`): decoded a
+    batch at a time, never held whole in memory. None is not."""
+    return isinstance(getattr(data, "x", data), ImageFiles)
+
+
 def scored_rows(x) -> np.ndarray:
     """Which rows of `x` (an array, or `ImageFiles` after a decode) a score may count: all
     but the files whose latest decode in this process failed, which stood in for nothing."""
-    if not isinstance(x, ImageFiles) or not x.unreadable:
+    if not is_streamed(x) or not x.unreadable:
         return np.ones(len(x), bool)
     return ~np.isin(x.paths.astype(str), np.array(list(x.unreadable), dtype=str))
 
 
 def unscored(x) -> list[tuple[str, str]]:
     """The (file, why) pairs of `x`'s rows that `scored_rows` leaves out, in row order."""
-    if not isinstance(x, ImageFiles):
+    if not is_streamed(x):
         return []
     return [(str(p), x.unreadable[p]) for p in x.paths[~scored_rows(x)]]
 

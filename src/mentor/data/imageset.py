@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mentor.data.files import is_streamed
 from mentor.errors import MentorError
 from mentor.pixels import float_scale
 
@@ -106,12 +107,6 @@ def check_class_ids(y: np.ndarray, name: str):
         f"number the classes 0..{k - 1}.")
 
 
-def _file_backed(x) -> bool:
-    from mentor.data.files import ImageFiles  # here: images in memory need no PIL
-
-    return isinstance(x, ImageFiles)
-
-
 @dataclass
 class ImageSet:
     """Images (N×H×W×C uint8) with integer labels and class names.
@@ -130,7 +125,7 @@ class ImageSet:
     files: np.ndarray | None = None
 
     def __post_init__(self):
-        if not _file_backed(self.x):  # ImageFiles: checked as their headers were read
+        if not is_streamed(self.x):  # ImageFiles: checked as their headers were read
             self.x = as_uint8_images(self.x, self.name)
         self.y = as_labels(self.y, len(self.x), self.name)
         if len(self.x) == 0:
@@ -163,13 +158,13 @@ class ImageSet:
 
     def subset(self, index, name: str | None = None) -> ImageSet:
         index = np.asarray(index)
-        x = self.x.take(index) if _file_backed(self.x) else self.x[index]
+        x = self.x.take(index) if is_streamed(self.x) else self.x[index]
         files = None if self.files is None else self.files[index]
         return ImageSet(x, self.y[index], list(self.class_names), name or self.name, files)
 
     def source_files(self) -> np.ndarray | None:
         """The file of every row, where the images came from files; else None."""
-        return self.x.paths if _file_backed(self.x) else self.files
+        return self.x.paths if is_streamed(self.x) else self.files
 
     def __repr__(self) -> str:
         return (

@@ -1,15 +1,17 @@
-"""One pipeline from any source to batches.
+"""One pipeline from any source to batches; this module is its last stage.
 
     ImageSet (any size, 1 or 3 channels)
       → prepare(): resize-and-pad to image_size keeping aspect, gray↔RGB to `channels`
+        (mentor.data.prepare)
       → split_fraction() / labeled_split(): train/val/test, semi-supervised label budgets
-      → Batches / PairedBatches: uint8 batches as a Keras PyDataset
+        (mentor.data.splits)
+      → Batches / PairedBatches: uint8 batches as a Keras PyDataset (here)
 
 Images stay uint8 until the model: augmentation runs on the backend inside the train step
 (mentor.augment), so the loader only gathers rows, which is why it is never the bottleneck
 (benchmarks/pipeline.py).
 
-Order is a pure function of (seed, global step) (mentor.data.stream), so a run resumed at
+Order is a pure function of (seed, global step) (mentor.data.order), so a run resumed at
 step g sees exactly the batches it would have seen, whichever loader serves them:
 
 - in-memory images (arrays: npz, embedded, downloads, small folders) are gathered by a Keras
@@ -29,100 +31,31 @@ anything is decoded, and Keras's JAX trainer lays the shares end to end in proce
 
 from __future__ import annotations
 
-import contextlib
 
 import keras
 import numpy as np
 
-from mentor.data.files import BadImages, ImageFiles, available_cores, scored_rows, unscored
+from mentor.compat import release_shared_memory
+from mentor.data.files import (
+    BadImages,
+    ImageFiles,
+    available_cores,
+    is_streamed,
+    scored_rows,
+    unscored,
+)
 from mentor.data.imageset import ImageSet
-from mentor.data.stream import Draw, PairedDraw, watch_parent
+from mentor.data.order import Draw, PairedDraw, watch_parent
 from mentor.errors import MentorError
-from mentor.pixels import to_channels
 from mentor.runtime import device_count, process_shard
-
-
-def prepare(data: ImageSet, image_size: int = 0, channels: int = 0) -> ImageSet:
-    """Resize-and-pad to image_size×image_size and convert to `channels` (0 keeps as is)."""
-    from mentor.data.resize import resize_and_pad
-
-    x = data.x
-    if isinstance(x, ImageFiles):  # decoded (and fitted) a batch at a time, later
-        size, chans = image_size or x.size, channels or x.channels
-        if (size, chans) == (x.size, x.channels) or (
-                image_size and x.shape[1:3] == (image_size, image_size) and chans == x.channels):
-            return data
-        return ImageSet(x.resized(size, chans), data.y, data.class_names, data.name)
-    if image_size and x.shape[1:3] != (image_size, image_size):
-        x = resize_and_pad(x, image_size)
-    if channels and x.shape[-1] != channels:
-        x = to_channels(x, channels)
-    if x is data.x:
-        return data
-    return ImageSet(x, data.y, data.class_names, data.name, data.files)
 
 
 def concat_images(a, b):
     """Two sets of images of one shape as one: arrays stay arrays, files stay files; a mix
     is decoded into memory (where it fits)."""
-    if isinstance(a, ImageFiles) and isinstance(b, ImageFiles) and a.shape[1:] == b.shape[1:]:
+    if is_streamed(a) and is_streamed(b) and a.shape[1:] == b.shape[1:]:
         return a._like(np.concatenate([a.paths, b.paths]))
     return np.concatenate([np.asarray(a), np.asarray(b)])
-
-
-def _stratified_order(y: np.ndarray, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
-
-
-def split_fraction(data: ImageSet, fraction: float, seed: int, names=("train", "val")):
-    """Split off `fraction` of each class (stratified, seeded). Returns (rest, held_out)."""
-    if not 0.0 < fraction < 1.0:
-        raise MentorError(f"{data.name}: a split fraction must lie in (0, 1), got {fraction}.")
-    rest, held = [], []
-    for idx in _stratified_order(data.y, seed):
-        k = int(round(fraction * len(idx)))
-        held.append(idx[:k])
-        rest.append(idx[k:])
-    rest, held = np.sort(np.concatenate(rest)), np.sort(np.concatenate(held))
-    if len(held) == 0 or len(rest) == 0:
-        raise MentorError(
-            f"{data.name}: splitting {len(data)} images at {fraction:.0%} leaves an empty part; "
-            "use more data or another fraction."
-        )
-    return (data.subset(rest, f"{data.name}/{names[0]}"),
-            data.subset(held, f"{data.name}/{names[1]}"))
-
-
-def labeled_rows(data: ImageSet, labels_per_class: int, seed: int) -> np.ndarray:
-    """The sorted rows of `labels_per_class` seeded images per class: those whose labels a
-    semi-supervised run may use."""
-    rows = []
-    for c, idx in zip(np.unique(data.y), _stratified_order(data.y, seed)):
-        if len(idx) < labels_per_class:
-            raise MentorError(
-                f"{data.name}: class {data.class_names[c]!r} has {len(idx)} images, fewer than "
-                f"labels_per_class = {labels_per_class}. Lower labels_per_class or add data."
-            )
-        rows.append(idx[:labels_per_class])
-    missing = sorted(set(range(data.num_classes)) - set(np.unique(data.y).tolist()))
-    if missing:
-        raise MentorError(
-            f"{data.name}: no images at all for class(es) {missing[:10]}; labels_per_class "
-            "needs every class present."
-        )
-    return np.sort(np.concatenate(rows))
-
-
-def labeled_split(data: ImageSet, labels_per_class: int, seed: int):
-    """Keep `labels_per_class` labeled images per class; the rest become unlabeled.
-
-    Returns (labeled, unlabeled). The unlabeled set keeps its labels for monitoring only.
-    """
-    rows = labeled_rows(data, labels_per_class, seed)
-    rest = np.setdiff1d(np.arange(len(data)), rows)
-    return (data.subset(rows, f"{data.name}/labeled"),
-            data.subset(rest, f"{data.name}/unlabeled"))
 
 
 def _check_batch(data: ImageSet, batch_size: int):
@@ -130,11 +63,6 @@ def _check_batch(data: ImageSet, batch_size: int):
         raise MentorError(f"batch size must be ≥ 1, got {batch_size}.")
     if len(data) == 0:
         raise MentorError(f"{data.name}: no images to draw batches from.")
-
-
-def streamed(data: ImageSet | None) -> bool:
-    """True when `data` is file-backed: decoded a batch at a time, not held in memory."""
-    return data is not None and isinstance(data.x, ImageFiles)
 
 
 def _check_shard(shard, batch_size: int) -> tuple[int, int]:
@@ -154,7 +82,7 @@ class Batches(keras.utils.PyDataset):
     the order (measured with Keras 3.15: with one worker it calls on_epoch_end once more
     than there are epochs, with threads it prefetches the next epoch first), and
     `shuffle=True` would reorder indices with NumPy's global RNG. Every batch is full: the
-    stream wraps into the next permutation. A file-backed set is served through `feed`,
+    order wraps into the next permutation. A file-backed set is served through `feed`,
     which hands `draw` to Grain's worker processes; `workers` counts those processes, and
     an in-memory set is gathered in the main thread whatever it says (one thread is exact
     and enough: with more, Keras 3.15 serves its first-batch peek from the shared queue,
@@ -174,8 +102,8 @@ class Batches(keras.utils.PyDataset):
         self.draw = Draw(data.x, data.y, batch_size, seed, shuffle, shard=self.shard)
 
     @property
-    def stream(self):
-        return self.draw.stream
+    def order(self):
+        return self.draw.order
 
     def __len__(self):
         return self.steps - self.start_step
@@ -185,9 +113,9 @@ class Batches(keras.utils.PyDataset):
 
 
 class PairedBatches(Batches):
-    """Batches of two streams at a ratio: ({"source": x, "target": x_t}, y).
+    """Batches of two sets at a ratio: ({"source": x, "target": x_t}, y).
 
-    The source stream is labeled (UDA source, SSL labeled set); the target stream draws
+    The source set is labeled (UDA source, SSL labeled set); the target set draws
     `ratio` × batch_size images per step (AdaMatch §3.2: 3×) and is unlabeled for training.
     With `target_labels=True` the target labels come along as x["target_labels"] for
     monitoring only (pseudo-label accuracy); recipes must never train on them.
@@ -214,8 +142,8 @@ class PairedBatches(Batches):
                                ratio=ratio, target_labels=target_labels, shard=self.shard)
 
     @property
-    def target_stream(self):
-        return self.draw.target_stream
+    def target_order(self):
+        return self.draw.target_order
 
 
 # Batches each worker process decodes ahead of the step that needs them: 2 hides one slow
@@ -236,7 +164,7 @@ def feed(batches: Batches):
     steps, in worker processes after its first INLINE_BATCHES (decode and resize there;
     uint8 until the model). Call its `close()` after `fit` to stop the workers at once."""
     draw = batches.draw
-    if not any(isinstance(getattr(draw, k, None), ImageFiles) for k in ("x", "x_t")):
+    if not any(is_streamed(getattr(draw, k, None)) for k in ("x", "x_t")):
         return batches
     return _streamed(draw, batches.start_step, batches.steps, worker_count(batches.processes))
 
@@ -268,20 +196,8 @@ def _own(batch):
     if isinstance(batch, (tuple, list)):
         return type(batch)(_own(v) for v in batch)
     out = np.array(batch, copy=True)
-    _release(batch)
+    release_shared_memory(batch)
     return out
-
-
-def _release(array):
-    """Unlink the shared block a worker's array arrived in, now. Grain unlinks it when the
-    array is garbage-collected, on a thread pool that stops with the interpreter: blocks
-    freed last were left behind ("leaked shared_memory objects" at exit)."""
-    shm = getattr(array, "shm", None)
-    if shm is None or not getattr(array, "_unlink_on_del", False):
-        return  # not Grain's shared memory, or another owner unlinks it
-    array._unlink_on_del = False  # what is left for the collector: closing the mapping
-    with contextlib.suppress(FileNotFoundError):
-        shm.unlink()
 
 
 def _streamed(draw, start: int, stop: int, workers: int):

@@ -50,8 +50,9 @@ from mentor.core.recipe import Demo, Outcome, Recipe, Started
 from mentor.core.run import accuracy, build_for, history_figures
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
-from mentor.data.pipeline import PairedBatches, concat_images, labeled_split, prepare
-from mentor.data.splits import check_same_classes
+from mentor.data.pipeline import PairedBatches, concat_images
+from mentor.data.prepare import prepare
+from mentor.data.splits import check_same_classes, labeled_split, run_image_size
 from mentor.errors import MentorError, UsageError
 from mentor.losses import (
     align_distribution,
@@ -163,7 +164,7 @@ def split_by_mode(config: AdaMatchConfig, train: ImageSet):
     mode = config.mode  # the config's load checked what each mode needs
     if mode == "ssl":
         return labeled_split(train, config.labels_per_class, config.seed)
-    size, channels = train.image_shape[0], train.image_shape[2]
+    size, channels = run_image_size(config.data, train), train.image_shape[2]
     target = prepare(load_source(config.target.train, image_size=size, stream=config.data.stream,
                                  workers=config.data.workers), size, channels)
     if len(target) == 0:

@@ -67,9 +67,11 @@ from mentor.core.run import accuracy, build_for, check_model_matches, history_fi
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet
-from mentor.data.pipeline import Batches, labeled_rows, prepare
+from mentor.data.order import LabeledDraw
+from mentor.data.pipeline import Batches
+from mentor.data.prepare import prepare
 from mentor.data.sources import load_source
-from mentor.data.stream import LabeledDraw
+from mentor.data.splits import labeled_rows, run_image_size
 from mentor.errors import MentorError
 from mentor.losses import (
     cross_entropy,
@@ -184,7 +186,7 @@ def shared_view(config: DistillConfig, size: int) -> SharedView:
 
 
 def crop_size(config: DistillConfig, data: ImageSet) -> int:
-    return config.augment.crop_size or data.image_shape[0]
+    return config.augment.crop_size or run_image_size(config.data, data)
 
 
 class LabeledBatches(Batches):

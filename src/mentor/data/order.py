@@ -1,14 +1,15 @@
-"""The batches of a run as a pure function of the global step, without Keras.
+"""Which rows each step draws: the batches of a run as a pure function of the global step.
 
-Batch g of a stream of n images takes positions g·b … g·b+b−1 of an endless chain of
-permutations, permutation k drawn from (seed, stream, k). So epochs need not divide the
-data, two streams of different sizes stay independent, workers may compute batches in any
-order, and a run resumed at step g sees exactly the batches it would have seen.
+Batch g of an order over n images takes positions g·b … g·b+b−1 of an endless chain of
+permutations, permutation k drawn from (seed, salt, k). So epochs need not divide the
+data, two orders over sets of different sizes stay independent, workers may compute batches
+in any order, and a run resumed at step g sees exactly the batches it would have seen.
 
 A `Draw` is that function: `draw(g)` is batch g. The same object serves the in-memory loader
 (a Keras PyDataset calling it in the main process) and the streaming one (Grain worker
 processes calling it on file-backed images), so it holds only arrays and `ImageFiles` and
-imports neither Keras nor a backend.
+imports neither Keras nor a backend; for the same reason `watch_parent`, which every such
+worker runs first, lives here.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import time
 import numpy as np
 
 
-class Stream:
-    """Endless shuffled stream over n rows; rows for batch g are a pure function of g."""
+class Order:
+    """Endless shuffled order over n rows; rows for batch g are a pure function of g."""
 
     def __init__(self, n: int, batch_size: int, seed: int, salt: int, shuffle: bool = True):
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
@@ -52,7 +53,7 @@ class Draw:
     def __init__(self, x, y, batch_size: int, seed: int, shuffle: bool = True, *,
                  shard=(0, 1)):
         self.x, self.y, self.shard = x, y, tuple(shard)
-        self.stream = Stream(len(y), batch_size, seed, salt=0, shuffle=shuffle)
+        self.order = Order(len(y), batch_size, seed, salt=0, shuffle=shuffle)
 
     def share(self, rows: np.ndarray) -> np.ndarray:
         index, count = self.shard
@@ -60,7 +61,7 @@ class Draw:
         return rows[index * size:(index + 1) * size]
 
     def __call__(self, g: int):
-        rows = self.share(self.stream.rows(int(g)))
+        rows = self.share(self.order.rows(int(g)))
         return self.x[rows], self.y[rows]
 
 
@@ -73,11 +74,11 @@ class PairedDraw(Draw):
                  target_labels: bool, shuffle: bool = True, shard=(0, 1)):
         super().__init__(x, y, batch_size, seed, shuffle, shard=shard)
         self.x_t, self.y_t, self.target_labels = x_t, y_t, target_labels
-        self.target_stream = Stream(len(y_t), batch_size * ratio, seed, salt=1)
+        self.target_order = Order(len(y_t), batch_size * ratio, seed, salt=1)
 
     def __call__(self, g: int):
-        rows = self.share(self.stream.rows(int(g)))
-        rows_t = self.share(self.target_stream.rows(int(g)))
+        rows = self.share(self.order.rows(int(g)))
+        rows_t = self.share(self.target_order.rows(int(g)))
         x = {"source": self.x[rows], "target": self.x_t[rows_t]}
         if self.target_labels:
             x["target_labels"] = self.y_t[rows_t]
@@ -93,7 +94,7 @@ class LabeledDraw(Draw):
         self.mask = np.asarray(mask, bool)
 
     def __call__(self, g: int):
-        rows = self.share(self.stream.rows(int(g)))
+        rows = self.share(self.order.rows(int(g)))
         return {"images": self.x[rows], "labeled": self.mask[rows]}, self.y[rows]
 
 
