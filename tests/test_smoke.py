@@ -33,13 +33,15 @@ VERDICT_KEYS = {"supervised": ["test_acc"],
                 "consistency": ["teacher_corrupt_acc", "student_corrupt_acc",
                                 "teacher_clean_acc", "student_clean_acc"],
                 "distill": ["student_acc", "teacher_acc", "student_labels_only_acc"],
-                "adamatch": ["target_acc", "source_only_target_acc"]}
+                "adamatch": ["target_acc", "source_only_target_acc"],
+                "augmix": ["clean_acc", "corrupt_acc"]}
 
 # Figures each report must show besides the one that carries its recipe's comparison.
 KEY_FIGURES = {"supervised": [],
                "consistency": ["difference.png", "robustness.png"],
                "distill": ["views.png"],
-               "adamatch": ["accuracy.png", "views.png"]}
+               "adamatch": ["accuracy.png", "views.png"],
+               "augmix": ["views.png"]}
 
 CASES = {  # recipe → (config, its model's file, metric that file must reproduce)
     "supervised": ({"augment": {"flip": False}}, "model.keras", "test_acc"),
@@ -52,6 +54,10 @@ CASES = {  # recipe → (config, its model's file, metric that file must reprodu
     "adamatch": ({"mode": "ssl", "labels_per_class": 5, "weak": {"flip": False},
                   "strong": {"flip": False}, "baseline": {"enabled": True}}, "model.keras",
                  "source_acc"),
+    "augmix": ({"augment": {"flip": False}, "robustness": {"corruptions": ["gaussian_noise"],
+                                                          "severities": [1],
+                                                          "max_images": 32}},
+               "model.keras", "clean_acc"),
 }
 
 

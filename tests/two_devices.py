@@ -21,6 +21,7 @@ from mentor.core.checkpoints import load_state, save_state
 from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model
 from mentor.recipes.adamatch import AdaMatchLossConfig, AdaMatchTrainer
+from mentor.recipes.augmix import AugMix, AugMixTrainer
 from mentor.recipes.consistency import ConsistencyLossConfig, ConsistencyTrainer
 from mentor.recipes.distill import DistillLossConfig, DistillTrainer, SharedView
 from mentor.runtime import runtime
@@ -57,9 +58,14 @@ def adamatch():
                            num_classes=CLASSES, total_steps=10, ema=0.9, seed=5)
 
 
+def augmix():
+    return AugMixTrainer(cnn(1), base=augment.WeakAugment(flip=False, seed=2),
+                         augmix=AugMix(seed=4), jsd_weight=12.0, ema=0.9)
+
+
 # recipe → its trainer, built small (tests/test_registry.py checks every recipe is here)
 TRAINERS = {"supervised": supervised, "consistency": consistency, "distill": distill,
-            "adamatch": adamatch}
+            "adamatch": adamatch, "augmix": augmix}
 
 
 def batch(recipe):

@@ -95,3 +95,24 @@ def unlabeled_weight(step, total_steps):
     """μ(t) = ½ − ½·cos(min(π, 2π·t/T)): 0 at the start, 1 from half of training on."""
     t = ops.minimum(math.pi, 2.0 * math.pi * ops.cast(step, "float32") / float(total_steps))
     return 0.5 - 0.5 * ops.cos(t)
+
+
+# ----------------------------------------------------------------------------- AugMix
+# Hendrycks et al. 2020, "AugMix: a simple data processing method to improve robustness and
+# uncertainty", §3 (Jensen-Shannon divergence consistency loss).
+
+
+def jensen_shannon(*logits):
+    """JS(p_1, …, p_k) = (1/k) Σ_i KL(p_i ‖ M), M = (1/k) Σ_i p_i, per example, in nats.
+
+    log M is a log-mean-exp of log-softmaxes, so a confident p_i (p → 0 for some class)
+    gives 0·log 0 = 0 and M is never clipped (the reference code clips M at 1e-7)."""
+    log_ps = [ops.log_softmax(ops.cast(z, "float32"), axis=-1) for z in logits]
+    log_m = ops.logsumexp(ops.stack(log_ps), axis=0) - math.log(len(log_ps))
+    return sum(ops.sum(ops.exp(lp) * (lp - log_m), axis=-1) for lp in log_ps) / len(log_ps)
+
+
+def augmix_loss(labels, clean_logits, view1_logits, view2_logits, *, jsd_weight=12.0):
+    """CE(labels, clean) + λ · JS(clean, view 1, view 2), per example (λ = 12, the paper's)."""
+    return (cross_entropy(labels, clean_logits)
+            + jsd_weight * jensen_shannon(clean_logits, view1_logits, view2_logits))

@@ -16,7 +16,7 @@ from mentor.config import apply_overrides, build_config, read_toml
 from mentor.core.recipe import Recipe
 from mentor.errors import UsageError
 
-NAMES = ("supervised", "consistency", "distill", "adamatch")
+NAMES = ("supervised", "consistency", "distill", "adamatch", "augmix")
 
 
 def get(name: str) -> Recipe:
