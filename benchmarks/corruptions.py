@@ -33,8 +33,8 @@ import numpy as np
 
 from mentor.corruptions import CORRUPTIONS, corrupt
 from mentor.data.resize import resize_and_pad
-from mentor.pixels import to_channels
 from mentor.data.sources import load_source
+from mentor.pixels import to_channels
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _bench import write_section  # noqa: E402  (benchmarks/ is not a package)

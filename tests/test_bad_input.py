@@ -199,7 +199,7 @@ def test_status_with_a_damaged_status_json_is_rebuilt_from_the_run_files(capsys,
 
 
 def test_mark_starts_a_damaged_status_json_afresh(tmp_path):
-    from mentor.runs import mark
+    from mentor.run_folders import mark
 
     run = unfinished_run(tmp_path / "run")
     mark(run, "running", stage="model")
@@ -210,7 +210,7 @@ def test_mark_starts_a_damaged_status_json_afresh(tmp_path):
 def test_resume_with_a_damaged_config_toml_rewrites_it_and_resumes(capsys, tmp_path):
     import tomllib
 
-    from mentor.runs import RunDir
+    from mentor.run_folders import RunDir
 
     values = {"recipe": "supervised", "train": {"epochs": 3}}
     run = unfinished_run(tmp_path / "run", config='recipe = "superv', status="{")

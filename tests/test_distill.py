@@ -287,7 +287,7 @@ def test_interrupted_run_resumes_at_the_right_step_with_the_right_learning_rate(
 
 def test_resuming_with_another_config_is_refused(tmp_path):
     from mentor.recipes import distill
-    from mentor.runs import RunDir
+    from mentor.run_folders import RunDir
 
     RunDir(tmp_path / "run").write_config({"recipe": "distill", "seed": 1}, "x")
     (tmp_path / "run" / "teacher.keras").write_bytes(b"")  # it had saved something

@@ -24,7 +24,7 @@ LAYERS = [
     # the corruption sweep and its figures, which a recipe and `mentor robustness` share
     ["mentor.robustness"],
     # what a run folder holds, and which of its training images a test set repeats
-    ["mentor.runs", "mentor.overlap"],
+    ["mentor.run_folders", "mentor.overlap"],
     ["mentor.report", "mentor.console", "mentor.verdict"],
     # config sits with what it validates (model names, corruption names); data/splits
     # reads its DataConfig

@@ -296,7 +296,7 @@ def test_a_saved_model_teacher_off_tensorflow_says_which_backend_or_how_to_conve
 def test_a_saved_model_teacher_distils_on_tensorflow(tmp_path):
     import mentor.api
     from mentor.config import DataConfig
-    from mentor.core.run import accuracy
+    from mentor.core.lifecycle import accuracy
     from mentor.data.splits import load_splits
 
     keras.utils.set_random_seed(0)

@@ -18,12 +18,12 @@ import time
 import keras
 import numpy as np
 import pytest
-
 from conftest import bn_classifier, mark_run, write_npz
+
+from mentor.atomic import TEMP_PREFIX, atomic_path
 from mentor.cli import build_parser, main
 from mentor.errors import MentorError
-from mentor.atomic import TEMP_PREFIX, atomic_path
-from mentor.runs import MARK, RunDir, claim
+from mentor.run_folders import MARK, RunDir, claim
 
 TRAIN = ["train", "demo", "--set", "data.train=embedded:digits", "--set", "train.epochs=1"]
 
@@ -120,7 +120,7 @@ def test_an_empty_out_is_refused_not_replaced_by_a_default(capsys):
 
 
 def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path, monkeypatch):
-    from mentor.runs import default_run_path
+    from mentor.run_folders import default_run_path
 
     monkeypatch.chdir(tmp_path)
     first, second = default_run_path("demo"), default_run_path("demo")
@@ -160,7 +160,7 @@ def test_status_recognises_a_run_by_its_mark_not_by_its_file_names(capsys, tmp_p
 def test_a_status_whose_pid_now_names_another_process_is_interrupted(capsys, tmp_path):
     import socket
 
-    from mentor.runs import read_status
+    from mentor.run_folders import read_status
 
     run = mark_run(tmp_path / "run")
     status = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
@@ -376,7 +376,7 @@ def test_the_python_api_refuses_a_resume_on_changed_data_too(tmp_path):
 
 
 def test_a_folder_fingerprint_sees_a_file_added_or_removed(tmp_path):
-    from mentor.runs import fingerprint
+    from mentor.run_folders import fingerprint
 
     folder = tmp_path / "imgs" / "0"
     folder.mkdir(parents=True)

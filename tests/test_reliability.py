@@ -14,7 +14,7 @@ import pytest
 from conftest import write_digit_folder
 
 from mentor.cli import main
-from mentor.runs import read_status
+from mentor.run_folders import read_status
 
 ARGS = ["train", "demo", "--set", "data.train=embedded:digits", "--set", "train.epochs=6",
         "--set", "train.steps_per_epoch=8", "--set", "train.warmup_steps=4",
@@ -167,10 +167,10 @@ def test_checkpoints_that_would_not_fit_are_reported_before_training(tmp_path, c
                                                                       monkeypatch):
     import shutil
 
-    import mentor.runs
+    import mentor.run_folders
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(mentor.runs, "MIN_FREE_BYTES", 0)
+    monkeypatch.setattr(mentor.run_folders, "MIN_FREE_BYTES", 0)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=100_000))
     assert main([*ARGS, "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err

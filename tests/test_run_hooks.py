@@ -200,7 +200,7 @@ def test_without_tensorflow_or_tensorboard_a_run_says_so_once_and_goes_on(
 
 
 def test_every_stage_logs_to_its_own_tensorboard_folder(tmp_path):
-    from mentor.runs import RunDir
+    from mentor.run_folders import RunDir
 
     run = RunDir(tmp_path / "run")
     folders = {name: run.stage(name).tensorboard

@@ -126,7 +126,7 @@ def test_precision_flag_reaches_the_run(tmp_path, capsys):
 def test_resuming_ignores_the_runtime_section_but_not_the_rest(tmp_path):
     from mentor.config import to_dict
     from mentor.recipes import load_config
-    from mentor.runs import NotOurs, RunDir
+    from mentor.run_folders import NotOurs, RunDir
 
     config, _ = load_config("demo", [])
     values = to_dict(config)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mentor import recipes
-from mentor.core.run import accuracy
+from mentor.core.lifecycle import accuracy
 from mentor.data.splits import load_splits
 from mentor.evaluate import evaluate_run
 from mentor.models import load_model

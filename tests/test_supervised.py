@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mentor.config import to_dict
-from mentor.core.run import accuracy
+from mentor.core.lifecycle import accuracy
 from mentor.core.trainer import ClassifierTrainer
 from mentor.data.splits import load_splits
 from mentor.models import build_model, load_model

@@ -63,7 +63,7 @@ def demo_args(*sets):
 
 
 def test_deleted_test_images_are_left_out_of_the_accuracy_and_counted(digits, capsys):
-    from mentor.core.run import accuracy
+    from mentor.core.lifecycle import accuracy
     from mentor.inference import predict
 
     model = bn_classifier(classes=3, size=8)
@@ -148,9 +148,9 @@ def test_unreadable_validation_images_leave_the_batch_with_their_labels(digits):
 
 
 def test_unscored_images_reach_metrics_json_and_the_report(tmp_path):
-    from mentor.core.run import finish_run
+    from mentor.core.lifecycle import finish_run
     from mentor.recipes import load_config
-    from mentor.runs import RunDir
+    from mentor.run_folders import RunDir
 
     config, _ = load_config("demo", [])
     run_dir = RunDir(tmp_path / "run")
@@ -439,7 +439,7 @@ def test_numeric_class_folders_get_the_class_ids_a_list_of_the_same_labels_gets(
 
 
 def test_a_resume_sees_images_replaced_under_the_names_a_list_gives(tmp_path):
-    from mentor.runs import fingerprint
+    from mentor.run_folders import fingerprint
 
     folder = pathlib.Path(write_digit_folder(tmp_path / "imgs", per_class=2, classes=2,
                                              size=8))

@@ -118,7 +118,7 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     trains on changed since it started (`--resume-anyway`)."""
     from mentor.core.fit import user_callbacks
     from mentor.models import load_model
-    from mentor.runs import RunDir, default_run_path, input_paths
+    from mentor.run_folders import RunDir, default_run_path, input_paths
 
     values, default_name = _values(config)
     overrides = _overrides(set)

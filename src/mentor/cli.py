@@ -39,7 +39,7 @@ def _train(args):
     from mentor import recipes
     from mentor.config import to_dict
     from mentor.models import unsafe_loading
-    from mentor.runs import RunDir, default_run_path, input_paths
+    from mentor.run_folders import RunDir, default_run_path, input_paths
 
     _join_processes(args)
     config, name = recipes.load_config(args.config, args.set + _runtime_overrides(args))
@@ -150,7 +150,7 @@ def _check_output_file(name, flag: str, inputs=(), *, create: bool = True, mine=
     run folder of mentor's. Then create the folders it goes into and check that it can be
     written there."""
     from mentor.atomic import TEMP_PREFIX
-    from mentor.runs import _source_path, owner_of
+    from mentor.run_folders import _source_path, owner_of
 
     path = pathlib.Path(name)
     if path.is_dir():
@@ -197,7 +197,7 @@ def _trained_on(inputs) -> list[str]:
     """The data files and folders the runs among `inputs` were trained on."""
     import tomllib
 
-    from mentor.runs import input_paths
+    from mentor.run_folders import input_paths
 
     found = []
     for spec in inputs:
@@ -383,7 +383,7 @@ def non_negative_int(text: str) -> int:
 
 def _status(args):
     """One line per run directory (a demo's parts included): how it stands."""
-    from mentor.runs import read_status
+    from mentor.run_folders import read_status
 
     worst = 0
     for root in args.runs:

@@ -43,7 +43,7 @@ def _eta(chosen: list[str], done: dict[str, float]) -> str:
 
 def run_demo(chosen, overrides, out=None, *, resume_anyway: bool = False) -> dict:
     """Run the parts (default all) in order; returns part → metrics."""
-    from mentor.runs import RunDir, claim, default_run_path
+    from mentor.run_folders import RunDir, claim, default_run_path
 
     root = pathlib.Path(out or default_run_path("demo"))
     chosen = check_parts(chosen)

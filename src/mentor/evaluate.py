@@ -10,7 +10,7 @@ import time
 import keras
 
 from mentor import recipes
-from mentor.core.run import accuracy, check_model_matches
+from mentor.core.lifecycle import accuracy, check_model_matches
 from mentor.corruptions import CORRUPTIONS, check
 from mentor.corruptions.tables import tables
 from mentor.data.prepare import prepare
@@ -124,7 +124,7 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
     """
     from mentor.overlap import record_overlap
     from mentor.report import write_report
-    from mentor.runs import RunDir, default_run_path
+    from mentor.run_folders import RunDir, default_run_path
 
     start = time.time()
     check(list(corruptions) or CORRUPTIONS, severities)

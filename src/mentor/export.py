@@ -24,8 +24,8 @@ import tempfile
 
 import numpy as np
 
-from mentor.errors import MentorError, UsageError
 from mentor.atomic import TEMP_PREFIX
+from mentor.errors import MentorError, UsageError
 
 FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
 

@@ -70,8 +70,8 @@ def predict_images(model, specs: list[str], *, batch_size: int = 256, run=None):
     `run` (the run the model comes from), class names come from its training data, and the
     images it trained on are counted (summary["overlap_images"], and a warning)."""
     from mentor.data.files import scored_mask
-    from mentor.overlap import record_overlap, run_class_names
     from mentor.inference import predict
+    from mentor.overlap import record_overlap, run_class_names
 
     _, height, width, channels = model.input_shape
     if not height or height != width or not channels:

@@ -10,7 +10,7 @@ import time
 
 import keras
 
-from mentor.core.run import build_for, check_model_matches
+from mentor.core.lifecycle import build_for, check_model_matches
 from mentor.core.trainer import train_classifier
 from mentor.errors import MentorError
 from mentor.models import count_params, load_model
@@ -25,7 +25,7 @@ class Teacher:
     steps: int = 0  # optimizer steps it trained in this run (0: loaded from teacher.path)
     seconds: float = 0.0
     initial_weights: list | None = None  # before training, when trained in this process
-    stage: object = None  # the runs.Stage it trained in, None when loaded
+    stage: object = None  # the run_folders.Stage it trained in, None when loaded
 
 
 def teacher_file(path) -> pathlib.Path:

@@ -1,3 +1,4 @@
 """What every recipe shares, once: the trainer base and the plain labelled step
 (trainer.py), the resumable fit loop and its stages (fit.py), checkpoints, weight averages,
-optimizers, and the start and end of a run (run.py). The core never imports a recipe."""
+optimizers, the start and end of a run (lifecycle.py), and the Recipe every recipe declares
+(recipe.py). The core never imports a recipe."""

@@ -10,9 +10,9 @@ import sys
 import keras
 import numpy as np
 
-from mentor.errors import MentorError
 from mentor.atomic import atomic_path
-from mentor.runs import forget_written, record_written, written_by_mentor
+from mentor.errors import MentorError
+from mentor.run_folders import forget_written, record_written, written_by_mentor
 from mentor.runtime import writes
 
 

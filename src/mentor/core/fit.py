@@ -1,4 +1,4 @@
-"""The resumable fit loop: the callbacks every Stage (runs.py: where one training stage of a
+"""The resumable fit loop: the callbacks every Stage (run_folders.py: where one training stage of a
 run keeps its checkpoints, history and TensorBoard logs) runs with (mentor's own, then the
 caller's: `user_callbacks`), and `train`, which compiles a trainer, fits it for its schedule,
 resuming from the stage's newest checkpoint, and finishes it."""
@@ -27,7 +27,7 @@ from mentor.data.files import is_streamed
 from mentor.data.pipeline import EvalBatches, feed
 from mentor.errors import MentorError
 from mentor.inference import trim_to_devices
-from mentor.runs import Stage, check_free_space, mark
+from mentor.run_folders import Stage, check_free_space, mark
 from mentor.runtime import eval_batch_size, process_shard, writes
 
 

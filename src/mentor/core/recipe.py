@@ -5,7 +5,7 @@ the Python API and the tests.
 `Recipe.run` is the skeleton every run shares, written once: the run folder, the seed and
 the data (`start_run`), every model and view built before the first step (`preflight`),
 the recipe's own part (`train`: its models, its numbers, its figures), then the report and
-metrics.json (`finish_run`), inside `runs.recorded` (devices, precision, status).
+metrics.json (`finish_run`); around it the runtime (devices, precision) and status.json.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 
 import keras
 
-from mentor.core.run import finish_run, preflight, start_run
+from mentor.config import record_reads
+from mentor.core.lifecycle import finish_run, preflight, start_run
+from mentor.data.files import BadImages
 from mentor.data.imageset import ImageSet
-from mentor.runs import RunDir, recorded
+from mentor.run_folders import RunDir, status_kept
+from mentor.runtime import runtime
 from mentor.verdict import with_caveats
 
 
@@ -84,11 +87,23 @@ class Recipe:
     demo: Demo | None = None
 
     def run(self, config, out, *, name: str | None = None) -> dict:
-        """Train, evaluate and write the run folder; returns metrics.json's content."""
+        """Train, evaluate and write the run folder; returns metrics.json's content. Around
+        it: the devices and precision of its [runtime] section (recorded in metrics.json),
+        its policy for images that do not decode, which config keys it reads, and its
+        status.json."""
         if not isinstance(config, self.config):
             raise TypeError(f"recipe {self.name!r} runs a {self.config.__name__}, got "
                             f"{type(config).__name__}")
-        return recorded(self._run)(config, out, name=name or self.name)
+        run_dir = out if isinstance(out, RunDir) else RunDir(out)
+        batches = [config.train.batch_size]
+        teacher = getattr(config, "teacher", None)
+        if teacher is not None and not teacher.path:
+            batches.append(teacher.train.batch_size)
+        with status_kept(run_dir), \
+                runtime(config.runtime.devices, config.runtime.precision, batches) as chosen, \
+                BadImages.scope(config.data.strict), record_reads(config):
+            run_dir.runtime = chosen
+            return self._run(config, run_dir, name=name or self.name)
 
     def _run(self, config, out, *, name: str) -> dict:
         run_dir, train, val, test = start_run(config, out, name)

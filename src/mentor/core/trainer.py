@@ -20,7 +20,7 @@ from mentor.core.averaging import SWA, WeightEMA, recalibrate_batchnorm
 from mentor.core.fit import train
 from mentor.core.optim import l2_penalty, total_steps
 from mentor.errors import MentorError
-from mentor.runs import Stage
+from mentor.run_folders import Stage
 
 
 class _Kept:
@@ -151,7 +151,7 @@ def train_baseline(run_dir, model_config, train_set, val, *, augment_cfg, train_
     """The run's own model trained on the labels alone, with the same steps and optimizer:
     what `distill` (labels-only) and `adamatch` (source-only) are measured against. Saved as
     baseline.keras; returns (model, its Stage)."""
-    from mentor.core.run import build_for
+    from mentor.core.lifecycle import build_for
 
     model = build_for(model_config, train_set)
     steps = (per_epoch * train_cfg.epochs) if per_epoch else total_steps(train_cfg,

@@ -31,7 +31,6 @@ anything is decoded, and Keras's JAX trainer lays the shares end to end in proce
 
 from __future__ import annotations
 
-
 import keras
 import numpy as np
 

@@ -45,9 +45,9 @@ from mentor.config import (
     unit,
 )
 from mentor.core.fit import train
+from mentor.core.lifecycle import accuracy, build_for, history_figures
 from mentor.core.monitor import HeldOutAccuracy
 from mentor.core.recipe import Demo, Outcome, Recipe, Started
-from mentor.core.run import accuracy, build_for, history_figures
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import PairedBatches, concat_images

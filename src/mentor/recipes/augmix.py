@@ -42,9 +42,9 @@ from mentor.config import (
     seed_field,
 )
 from mentor.core.fit import train
+from mentor.core.lifecycle import accuracy, build_for, history_figures
 from mentor.core.optim import total_steps
 from mentor.core.recipe import Outcome, Recipe, Started
-from mentor.core.run import accuracy, build_for, history_figures
 from mentor.core.trainer import Trainer
 from mentor.data.pipeline import Batches
 from mentor.losses import augmix_loss, cross_entropy

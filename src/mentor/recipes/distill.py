@@ -61,9 +61,14 @@ from mentor.core.evaluation import (
     logits,
 )
 from mentor.core.fit import train
+from mentor.core.lifecycle import (
+    accuracy,
+    build_for,
+    check_model_matches,
+    history_figures,
+)
 from mentor.core.optim import total_steps
 from mentor.core.recipe import Demo, Outcome, Recipe, Started
-from mentor.core.run import accuracy, build_for, check_model_matches, history_figures
 from mentor.core.trainer import Trainer, train_baseline
 from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet

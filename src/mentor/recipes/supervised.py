@@ -26,8 +26,8 @@ from mentor.config import (
     TrainConfig,
     seed_field,
 )
+from mentor.core.lifecycle import accuracy, build_for, history_figures
 from mentor.core.recipe import Demo, Outcome, Recipe, Started
-from mentor.core.run import accuracy, build_for, history_figures
 from mentor.core.trainer import train_classifier
 from mentor.models import count_params
 from mentor.report import sample_grid

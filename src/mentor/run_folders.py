@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import functools
 import json
 import math
 import os
@@ -47,7 +46,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from mentor.atomic import TEMP_PREFIX, atomic_path, write_atomically
-from mentor.config import dumps, record_reads
+from mentor.config import dumps
 from mentor.errors import MentorError, UsageError
 from mentor.runtime import barrier, from_process_0, process_shard, writes
 
@@ -360,35 +359,21 @@ def _started(pid: int):
         return None
 
 
-def recorded(run):
-    """Wrap a recipe's run(config, out, **kw): the devices and precision of its [runtime]
-    section around it (recorded in metrics.json), and a status.json that says how it ended:
-    failed (with the message) on an error, interrupted on Ctrl-C. "running" and "completed"
-    are written by write_config and write_metrics."""
-    from mentor.data.files import BadImages
-    from mentor.runtime import runtime
-
-    @functools.wraps(run)
-    def wrapper(config, out, **kwargs):
-        run_dir = out if isinstance(out, RunDir) else RunDir(out)
-        batches = [config.train.batch_size]
-        teacher = getattr(config, "teacher", None)
-        if teacher is not None and not teacher.path:
-            batches.append(teacher.train.batch_size)
-        try:
-            with runtime(config.runtime.devices, config.runtime.precision, batches) as chosen, \
-                    BadImages.scope(config.data.strict), record_reads(config):
-                run_dir.runtime = chosen
-                return run(config, run_dir, **kwargs)
-        except NotOurs:
-            raise
-        except KeyboardInterrupt:
-            run_dir.mark("interrupted")
-            raise
-        except BaseException as e:
-            run_dir.mark("failed", message=str(e) or type(e).__name__)
-            raise
-    return wrapper
+@contextlib.contextmanager
+def status_kept(run_dir: RunDir):
+    """status.json says how a run ended: failed (with the message) on an error, interrupted
+    on Ctrl-C or SIGTERM. "running" and "completed" are written by write_config and
+    write_metrics; a folder that holds another run (NotOurs) keeps its status."""
+    try:
+        yield run_dir
+    except NotOurs:
+        raise
+    except KeyboardInterrupt:
+        run_dir.mark("interrupted")
+        raise
+    except BaseException as e:
+        run_dir.mark("failed", message=str(e) or type(e).__name__)
+        raise
 
 
 def _what_it_is(config_text: str) -> dict:

@@ -21,7 +21,7 @@ def start_run(config, out, name: str):
     the data. Returns (run_dir, train, val, test)."""
     from mentor.config import to_dict
     from mentor.data.splits import load_splits
-    from mentor.runs import RunDir, input_paths
+    from mentor.run_folders import RunDir, input_paths
 
     run_dir = out if isinstance(out, RunDir) else RunDir(
         out, inputs=input_paths(to_dict(config)))
@@ -170,7 +170,7 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=(), *,
     from mentor.config import dumps, to_dict, unread_settings
     from mentor.data.files import BadImages
     from mentor.report import write_report
-    from mentor.runs import read_mark
+    from mentor.run_folders import read_mark
 
     skipped = BadImages.all_skipped()
     if skipped:  # files of image folders that did not decode (the log named them)
