@@ -37,9 +37,12 @@ import numpy as np
 
 from mentor import recipes
 from mentor.config import apply_overrides, read_toml, set_dotted, to_dict
+from mentor.core.fit import user_callbacks
 from mentor.data.imageset import ImageSet
 from mentor.errors import MentorError, UsageError
+from mentor.models import load_model
 from mentor.objects import DATA_PREFIX, MODEL_PREFIX, register
+from mentor.run_folders import RunDir, default_run_path, input_paths
 
 
 @dataclasses.dataclass
@@ -116,9 +119,6 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     """Run a recipe on the given objects; returns its metrics and trained model.
     `resume_anyway`: resume an unfinished run in `out` even though a data file or folder it
     trains on changed since it started (`--resume-anyway`)."""
-    from mentor.core.fit import user_callbacks
-    from mentor.models import load_model
-    from mentor.run_folders import RunDir, default_run_path, input_paths
 
     values, default_name = _values(config)
     overrides = _overrides(set)

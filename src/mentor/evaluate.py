@@ -14,14 +14,18 @@ from mentor.core.lifecycle import accuracy, check_model_matches
 from mentor.corruptions import CORRUPTIONS, check
 from mentor.corruptions.tables import tables
 from mentor.data.prepare import prepare
+from mentor.data.sources import load_source
 from mentor.errors import MentorError
+from mentor.models import load_model
+from mentor.objects import unresolved
+from mentor.overlap import record_overlap
+from mentor.report import write_report
 from mentor.robustness import difference_heatmap, heatmap, say, subset, sweep
+from mentor.run_folders import RunDir, default_run_path
 
 
 def load_model_and_data(model_path, source: str, *, unsafe: bool = False):
     """A saved classifier and a data source prepared to its input shape, checked to fit."""
-    from mentor.data.sources import load_source
-    from mentor.models import load_model
 
     model = load_model(model_path, safe_mode=not unsafe)
     _, height, _, channels = model.input_shape
@@ -33,7 +37,6 @@ def load_model_and_data(model_path, source: str, *, unsafe: bool = False):
 def run_config(path):
     """The config of the run in `path`, read for using its saved models: Python objects it
     names (a model or arrays given to mentor.api) are not needed, and not looked up."""
-    from mentor.objects import unresolved
 
     with unresolved():
         return recipes.load_config(str(pathlib.Path(path) / "config.toml"))[0]
@@ -81,7 +84,6 @@ def evaluate_model(model_path: str, source: str, *, batch_size: int = 256,
                    unsafe: bool = False, run=None) -> dict:
     """Accuracy of a `.keras` classifier on a source, prepared to the model's input shape;
     with `run`, the images the run trained on are counted among the test images."""
-    from mentor.overlap import record_overlap
 
     model, data = load_model_and_data(model_path, source, unsafe=unsafe)
     metrics = {"backend": keras.backend.backend(), "model": str(model_path), "data": source,
@@ -94,7 +96,6 @@ def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = Fal
     """Every model of a finished run on a source: the recipe's own evaluation where it has
     one (distillation: teacher, student and labels-only student on its test view);
     otherwise `<name>_acc` for each of run_models' models (`test_acc` the trained one's)."""
-    from mentor.overlap import record_overlap
 
     path, config, models = run_models(path)
     recipe = recipes.get(config.recipe)
@@ -122,9 +123,6 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
     Returns (metrics, run directory path): the trained model's numbers under the usual keys,
     another model's summary under `<name>_clean_acc`, `<name>_corrupt_acc`, ….
     """
-    from mentor.overlap import record_overlap
-    from mentor.report import write_report
-    from mentor.run_folders import RunDir, default_run_path
 
     start = time.time()
     check(list(corruptions) or CORRUPTIONS, severities)

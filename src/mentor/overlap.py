@@ -12,7 +12,12 @@ import os
 import pathlib
 import sys
 
+from mentor.config import data_of
+from mentor.data.files import is_streamed
+from mentor.data.prepare import prepare
+from mentor.data.splits import load_splits
 from mentor.errors import MentorError
+from mentor.objects import DATA_PREFIX
 
 _CHUNK = 4096  # images decoded at a time from a file-backed set: memory stays bounded
 
@@ -48,7 +53,6 @@ def test_in_train(train, val, test) -> int:
     with): the same pixels where every set is in memory (hashing them is cheap), else the
     same files where every set came from files (a streamed set is never decoded whole),
     else the same pixels, decoding what is streamed a chunk at a time."""
-    from mentor.data.files import is_streamed
 
     parts = [part for part in (train, val) if part is not None]
     in_memory = not any(is_streamed(part) for part in [*parts, test])
@@ -75,9 +79,6 @@ def warn_test_in_train(train, val, test, test_spec: str, train_spec: str) -> int
 
 @functools.lru_cache(maxsize=2)  # predict asks for class names, then the images
 def _run_data(run: str):
-    from mentor.config import data_of
-    from mentor.data.splits import load_splits
-    from mentor.objects import DATA_PREFIX
 
     data, seed = data_of(str(pathlib.Path(run) / "config.toml"))
     if data.train.startswith(DATA_PREFIX):
@@ -99,7 +100,6 @@ def training_images(run, image_shape) -> tuple[list, str]:
     """The images a run trained on (its train and validation splits, as the run split them
     from its config and seed), prepared to `image_shape`, as a list of parts (arrays, or
     `ImageFiles` for streamed sets); and the run's data.train."""
-    from mentor.data.prepare import prepare
 
     data, train, val = _run_data(str(run))
     seen = [prepare(part, image_shape[0], image_shape[2]).x for part in (train, val)

@@ -5,58 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import pathlib
 
 import numpy as np
 
+from mentor.data.files import scored_mask
+from mentor.data.sources import load_images
 from mentor.errors import MentorError
-
-
-def _image_files(specs: list[str]) -> list[pathlib.Path] | None:
-    """The image files named by `specs` (files, or one folder of images without class
-    sub-folders), or None when `specs` is one data source spec."""
-    from mentor.data.folders import IMAGE_EXTENSIONS
-
-    paths = [pathlib.Path(s) for s in specs]
-    if len(paths) == 1 and paths[0].is_dir():
-        folder = paths[0]
-        if any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
-            return None  # class sub-folders: a labelled folder source
-        files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise MentorError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); give "
-                              "a folder of images, image files or a data source "
-                              "(`mentor sources`).")
-        return files
-    if len(paths) == 1 and paths[0].suffix.lower() not in IMAGE_EXTENSIONS:
-        return None
-    for path in paths:
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise MentorError(f"{path} is not an image file ({', '.join(IMAGE_EXTENSIONS)}); "
-                              "give image files, one folder of images, or one data source.")
-        if not path.is_file():
-            raise MentorError(f"no such image file: {path}")
-    return paths
-
-
-def load_images(specs: list[str], size: int, channels: int):
-    """(uint8 images size×size×channels, their names for the CSV, labels or None, the
-    source's class names or None). Images are resized-and-padded and converted as a run's
-    data is, so a model sees what it saw in training."""
-    from mentor.data.files import decode_image
-    from mentor.data.imageset import ImageSet
-    from mentor.data.prepare import prepare
-    from mentor.data.sources import load_source
-
-    files = _image_files(specs)
-    if files is None:
-        data = prepare(load_source(specs[0], image_size=size), size, channels)
-        return data.x, [str(i) for i in range(len(data))], data.y, data.class_names
-    # one class id per file only to pass ImageSet's checks; the labels are not used
-    images = np.stack([prepare(ImageSet(decode_image(f, size)[None], [0], ["?"], str(f)), size,
-                               channels).x[0] for f in files])
-    return images, [str(f) for f in files], None, None
+from mentor.inference import predict
+from mentor.overlap import record_overlap, run_class_names
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -69,9 +25,6 @@ def predict_images(model, specs: list[str], *, batch_size: int = 256, run=None):
     """(CSV text, summary dict) of `model`'s predictions on the images `specs` name. With
     `run` (the run the model comes from), class names come from its training data, and the
     images it trained on are counted (summary["overlap_images"], and a warning)."""
-    from mentor.data.files import scored_mask
-    from mentor.inference import predict
-    from mentor.overlap import record_overlap, run_class_names
 
     _, height, width, channels = model.input_shape
     if not height or height != width or not channels:

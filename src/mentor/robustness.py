@@ -20,6 +20,7 @@ from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet
 from mentor.data.prepare import prepare
 from mentor.inference import predict
+from mentor.report import save_figure
 from mentor.verdict import percent, with_caveats
 
 
@@ -100,7 +101,6 @@ def heatmap(results: dict[str, dict], path, title: str = "accuracy under corrupt
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mentor.report import save_figure
 
     names, sevs, _ = _grid(next(iter(results.values())))
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 + 2.6 * len(results), 0.32 * len(names) + 1.6),
@@ -132,7 +132,6 @@ def difference_heatmap(results: dict[str, dict], path, *, base: str, other: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mentor.report import save_figure
 
     names, sevs, a = _grid(results[base])
     _, _, b = _grid(results[other])
@@ -160,7 +159,6 @@ def compare_bars(results: dict[str, dict], path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mentor.report import save_figure
 
     per = {m: tables(r)[0] for m, r in results.items()}
     names = ["clean"] + list(next(iter(per.values())))

@@ -11,17 +11,23 @@ import time
 import keras
 import numpy as np
 
+from mentor import augment
+from mentor.config import AugmentConfig, dumps, quietly, to_dict, unread_settings
+from mentor.data.files import BadImages, scored_mask
 from mentor.data.imageset import ImageSet
+from mentor.data.splits import load_splits
 from mentor.errors import MentorError, UsageError
 from mentor.inference import predict
+from mentor.models import build
+from mentor.overlap import warn_test_in_train
+from mentor.report import plot_history, write_report
+from mentor.run_folders import RunDir, input_paths, read_mark
+from mentor.runtime import writes
 
 
 def start_run(config, out, name: str):
     """What every recipe does first: the run directory, the random seed, the resolved config, and
     the data. Returns (run_dir, train, val, test)."""
-    from mentor.config import to_dict
-    from mentor.data.splits import load_splits
-    from mentor.run_folders import RunDir, input_paths
 
     run_dir = out if isinstance(out, RunDir) else RunDir(
         out, inputs=input_paths(to_dict(config)))
@@ -37,7 +43,6 @@ def start_run(config, out, name: str):
 def _test_in_train(data_config, train, val, test) -> int:
     """Test images the run trains on; only a named test source can hold any (a split one
     is other rows of the same set)."""
-    from mentor.overlap import warn_test_in_train
 
     if not data_config.test:
         return 0
@@ -49,7 +54,6 @@ def build_for(model_config, data: ImageSet, image_size: int = 0, *,
     """The configured model, sized for `data`'s classes, image size (or `image_size`, e.g.
     a crop's) and channels. A builder that cannot make it (an option out of its range)
     is reported as the config key `key` at fault."""
-    from mentor.models import build
 
     size = image_size or data.image_shape[0]
     try:
@@ -74,7 +78,6 @@ def preflight(config, train: ImageSet, image_size: int = 0):
     import contextlib
     import io
 
-    from mentor.config import quietly
 
     # Checking a key is not using it (config.record_reads), and what building says ("its
     # head is replaced") is said again when the model is built for real.
@@ -84,7 +87,6 @@ def preflight(config, train: ImageSet, image_size: int = 0):
 
 
 def _preflight(config, train, image_size):
-    from mentor import augment
 
     models = [("model", config.model)]
     teacher = getattr(config, "teacher", None)
@@ -105,7 +107,6 @@ def _preflight(config, train, image_size):
 
 
 def _augment_sections(config, prefix=""):
-    from mentor.config import AugmentConfig
 
     for f in dataclasses.fields(config):
         value = vars(config)[f.name]
@@ -134,7 +135,6 @@ def check_model_matches(model: keras.Model, data: ImageSet):
 def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float:
     """Top-1 accuracy over the images of `data` that could be read: a file-backed image
     that fails to decode counts neither as a hit nor in the count (files.scored_rows)."""
-    from mentor.data.files import scored_mask
 
     logits = predict(model, data.x, batch_size)
     scored = scored_mask(data.x, data.name)
@@ -145,8 +145,6 @@ def history_figures(run_dir, stages) -> list[tuple[str, str]]:
     """One training-curve figure per stage that trained in this run: (caption, file).
     `stages` holds (caption, stage) or (caption, stage, plot options), the options going
     to `report.plot_history` (`objective`, `labels`)."""
-    from mentor.report import plot_history
-    from mentor.runtime import writes
 
     if not writes():  # the report they go into is process 0's (finish_run)
         return []
@@ -167,10 +165,6 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=(), *,
     corruption accuracies stay in metrics.json only) led by `verdict(metrics)` and
     explaining the metric names with `glossary`, then metrics.json, written last so it
     exists only for completed runs."""
-    from mentor.config import dumps, to_dict, unread_settings
-    from mentor.data.files import BadImages
-    from mentor.report import write_report
-    from mentor.run_folders import read_mark
 
     skipped = BadImages.all_skipped()
     if skipped:  # files of image folders that did not decode (the log named them)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import keras
 
+from mentor import augment
 from mentor.core.averaging import SWA, WeightEMA, recalibrate_batchnorm
 from mentor.core.fit import train
 from mentor.core.optim import l2_penalty, total_steps
+from mentor.data.pipeline import Batches
 from mentor.errors import MentorError
 from mentor.run_folders import Stage
 
@@ -106,8 +108,6 @@ def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, a
     a baseline (`stage` says which). `per_epoch` overrides the schedule's steps per epoch
     (AdaMatch's baseline takes the recipe's). Plateau schedules and early stopping watch the
     validation set; SWA ends with batch-norm re-estimated on the training images."""
-    from mentor import augment
-    from mentor.data.pipeline import Batches
 
     t = train_cfg
     default_per_epoch, steps = total_steps(t, len(train_set))
@@ -143,24 +143,3 @@ def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, a
     if finish:
         trainer.finish()
     return trainer
-
-
-def train_baseline(run_dir, model_config, train_set, val, *, augment_cfg, train_cfg,
-                   seed: int, workers: int = 0, l2: float = 0.0, per_epoch: int = 0,
-                   callbacks=()):
-    """The run's own model trained on the labels alone, with the same steps and optimizer:
-    what `distill` (labels-only) and `adamatch` (source-only) are measured against. Saved as
-    baseline.keras; returns (model, its Stage)."""
-    from mentor.core.lifecycle import build_for
-
-    model = build_for(model_config, train_set)
-    steps = (per_epoch * train_cfg.epochs) if per_epoch else total_steps(train_cfg,
-                                                                          len(train_set))[1]
-    print(f"baseline: {model_config.name} on the {len(train_set)} labeled images alone, "
-          f"{steps} steps", flush=True)
-    stage = run_dir.stage("baseline")
-    train_classifier(model, train_set, val, stage, augment_cfg=augment_cfg,
-                     train_cfg=train_cfg, seed=seed, workers=workers, l2=l2,
-                     per_epoch=per_epoch, callbacks=callbacks)
-    run_dir.save_model(model, "baseline.keras")
-    return model, stage

@@ -11,16 +11,18 @@ and are reused once their checksum matches; offline, put the files there by hand
 
 from __future__ import annotations
 
+import pathlib
 from pathlib import Path
 
 import numpy as np
 
 from mentor.data.datasets import load_cifar10c_spec, load_embedded, load_split
 from mentor.data.download import cache_dir
-from mentor.data.files import is_streamed
-from mentor.data.folders import load_folder, load_list
+from mentor.data.files import decode_image, is_streamed
+from mentor.data.folders import IMAGE_EXTENSIONS, load_folder, load_list
 from mentor.data.imageset import ImageSet
 from mentor.data.npz import load_npz
+from mentor.data.prepare import prepare
 from mentor.data.spec import SOURCES_HELP, Spec, parse_spec
 from mentor.errors import MentorError
 from mentor.objects import lookup
@@ -97,3 +99,44 @@ def per_class_subset(data: ImageSet, per_class: int, seed: int = 0) -> ImageSet:
     joint = "&" if "?" in data.name else "?"
     name = f"{data.name}{joint}per_class={per_class}&seed={seed}"
     return data.subset(np.sort(np.concatenate(rows)), name=name)
+
+
+def named_image_files(specs: list[str]) -> list[pathlib.Path] | None:
+    """The image files named by `specs` (files, or one folder of images without class
+    sub-folders), or None when `specs` is one data source spec."""
+    paths = [pathlib.Path(s) for s in specs]
+    if len(paths) == 1 and paths[0].is_dir():
+        folder = paths[0]
+        if any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+            return None  # class sub-folders: a labelled folder source
+        files = sorted(p for p in folder.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise MentorError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); give "
+                              "a folder of images, image files or a data source "
+                              "(`mentor sources`).")
+        return files
+    if len(paths) == 1 and paths[0].suffix.lower() not in IMAGE_EXTENSIONS:
+        return None
+    for path in paths:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise MentorError(f"{path} is not an image file ({', '.join(IMAGE_EXTENSIONS)}); "
+                              "give image files, one folder of images, or one data source.")
+        if not path.is_file():
+            raise MentorError(f"no such image file: {path}")
+    return paths
+
+
+def load_images(specs: list[str], size: int, channels: int):
+    """Images to classify, from one data source or from image files (`mentor predict`):
+    (uint8 images size×size×channels, their names, labels or None, the source's class names
+    or None). Images are resized-and-padded and converted as a run's data is, so a model
+    sees what it saw in training."""
+    files = named_image_files(specs)
+    if files is None:
+        data = prepare(load_source(specs[0], image_size=size), size, channels)
+        return data.x, [str(i) for i in range(len(data))], data.y, data.class_names
+    # one class id per file only to pass ImageSet's checks; the labels are not used
+    images = np.stack([prepare(ImageSet(decode_image(f, size)[None], [0], ["?"], str(f)), size,
+                               channels).x[0] for f in files])
+    return images, [str(f) for f in files], None, None

@@ -44,11 +44,12 @@ from mentor.config import (
     seed_field,
     unit,
 )
+from mentor.core.baseline import train_baseline
 from mentor.core.fit import train
 from mentor.core.lifecycle import accuracy, build_for, history_figures
 from mentor.core.monitor import HeldOutAccuracy
 from mentor.core.recipe import Demo, Outcome, Recipe, Started
-from mentor.core.trainer import Trainer, train_baseline
+from mentor.core.trainer import Trainer
 from mentor.data.imageset import ImageSet
 from mentor.data.pipeline import PairedBatches, concat_images
 from mentor.data.prepare import prepare

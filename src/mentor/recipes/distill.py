@@ -53,6 +53,7 @@ from mentor.config import (
     seed_field,
     unit,
 )
+from mentor.core.baseline import train_baseline
 from mentor.core.evaluation import (
     compare,
     eval_view,
@@ -69,7 +70,7 @@ from mentor.core.lifecycle import (
 )
 from mentor.core.optim import total_steps
 from mentor.core.recipe import Demo, Outcome, Recipe, Started
-from mentor.core.trainer import Trainer, train_baseline
+from mentor.core.trainer import Trainer
 from mentor.data.files import scored_mask
 from mentor.data.imageset import ImageSet
 from mentor.data.order import LabeledDraw
