@@ -2,10 +2,11 @@
 which the registry (mentor.recipes) hands to the CLI, `evaluate`, the report, the demo,
 the Python API and the tests.
 
-`Recipe.run` is the skeleton every run shares, written once: the run folder, the seed and
-the data (`start_run`), every model and view built before the first step (`preflight`),
-the recipe's own part (`train`: its models, its numbers, its figures), then the report and
-metrics.json (`finish_run`); around it the runtime (devices, precision) and status.json.
+`Recipe.run` is the skeleton every run shares, written once: the run folder, the random
+seed and the data (`start_run`), every model and view built before the first step
+(`preflight`), the recipe's own part (`train`: its models, its numbers, its figures), then
+the report and metrics.json (`finish_run`); around it the runtime (devices, precision) and
+status.json.
 """
 
 from __future__ import annotations

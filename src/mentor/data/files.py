@@ -341,8 +341,8 @@ class BadImages:
     bytes): skip it and remember it, by default (one broken file among thousands should
     not cost a run; the run's log and metrics.json say which), or refuse it (`strict`,
     the data.strict key and --strict). A run holds its own setting for its duration
-    (`scope`, in run_folders.recorded) and records what was skipped at its end: the files found
-    while listing or decoding up front (`skipped`) and those a streaming worker met
+    (`scope`, around every Recipe.run) and records what was skipped at its end: the files
+    found while listing or decoding up front (`skipped`) and those a streaming worker met
     (`late_log`, a file the workers append to)."""
 
     strict: bool = False
