@@ -41,7 +41,7 @@ from _bench import write_section  # noqa: E402  (benchmarks/ is not a package)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10_test2k.npz"
-SIDE = 32  # px: CIFAR-10-C's image size, the one the goal is stated at
+SIDE = 32  # px: CIFAR-10-C's image size, the one the robustness goal is stated at
 GOAL = 10.0  # × images per second over imagecorruptions
 
 

@@ -16,7 +16,7 @@ noisy neighbour slows all alike):
 - at 32 px, `fit` itself for 30 steps of WRN-28-2 with the images in memory and streamed by
   2 workers: the loader sharing the cores with the step, which is what a run sees.
 
-The goal (issue: streaming): the loader delivers ≥ 2× what the WRN-28-2 step consumes.
+The goal: the loader delivers ≥ 2× what the WRN-28-2 step consumes.
 --write replaces this benchmark's section of docs/benchmarks.md.
 """
 

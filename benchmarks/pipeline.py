@@ -26,7 +26,7 @@ from mentor.models import build_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10_train5k.npz"
-BATCH = 64  # the WRN-28-2 step of the foundation issue
+BATCH = 64  # the batch of the WRN-28-2 AdaMatch step (benchmarks/adamatch_step.py)
 STRONG_BATCH = 192  # AdaMatch's target batch (3 × 64) gets the strong view
 
 
