@@ -170,6 +170,7 @@ class SharedView(keras.layers.Layer):
     def __init__(self, size=None, area=(0.05, 1.0), ratio=(3 / 4, 4 / 3), flip=True,
                  mixup=True, mixup_per_image=True, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.size = size  # the side of the view; None → the input's
         self.crop = augment.InceptionCrop(size=size, area=area, ratio=ratio, flip=flip,
                                           seed=seed, name="crop")
         self.mixup, self.mixup_per_image = mixup, mixup_per_image
@@ -231,7 +232,10 @@ class DistillTrainer(Trainer):
         if training:
             images, weights, partner = self.view(x)
         else:  # validation: plain images, and the teacher too, for val_kl and val_agreement
-            images = keras.ops.cast(x, "float32")
+            # (Keras's first probe of the model passes a training batch, at the data's size:
+            # brought to the view's, as the crop would; validation images have it already.)
+            images = augment.resize(x, self.view.size) if self.view.size else \
+                keras.ops.cast(x, "float32")
             batch = keras.ops.shape(images)[0]
             weights, partner = keras.ops.ones((batch,)), keras.ops.arange(batch, dtype="int32")
         # The identical tensor goes to both models. The teacher runs in inference mode (its
