@@ -336,15 +336,6 @@ def test_a_teacher_with_another_class_count_is_refused(tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_a_teacher_for_another_image_size_is_refused(tmp_path):
-    from mentor.recipes import distill
-
-    path = save(keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
-                                  keras.layers.Dense(10)]), tmp_path / "t.keras")
-    with pytest.raises(MentorError, match=r"takes images of shape \(16, 16, 1\)"):
-        distill.RECIPE.run(tiny_config(**{"teacher.path": path}), tmp_path / "run")
-
-
 def test_a_teacher_file_that_does_not_load_is_refused(tmp_path):
     from mentor.recipes import distill
 
