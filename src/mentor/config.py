@@ -270,6 +270,12 @@ class TeacherConfig(Section):
     # the pixels the teacher at `path` expects, built in front of it: raw 0..255, unit [0, 1],
     # symmetric [-1, 1] or imagenet (mean/std)
     input_scale: Literal["raw", "unit", "symmetric", "imagenet"] = "raw"
+    # The side of the images the teacher sees: each step's view (the student's exact crop,
+    # flip and MixUp) and the test images are resized to it on the device, bilinear and
+    # antialiased when shrinking. 0 → the student's size, or a loaded teacher's own fixed
+    # input size. A teacher trained in the run trains at this size.
+    image_size: int = checked(0, lambda v: v == 0 or IMAGE_SIZES[0] <= v <= IMAGE_SIZES[1],
+                              f"0 (the student's size) or {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -13,13 +13,19 @@ Conventions: images are float32 B×H×W×C (C = 1 or 3, channels last) with pixe
 
 Modules: `_common` (constants, seeding, affine maps, batched bilinear resampling),
 `randaugment` (`weak`, `strong` and their ops), `crops` (`mixup`, `inception_crop`,
-`central_crop`), `layers` (the Keras layers and `from_config`). The figure of sample views
-is `mentor.report.sample_grid`.
+`central_crop`, `resize`), `layers` (the Keras layers and `from_config`). The figure of
+sample views is `mentor.report.sample_grid`.
 """
 
 from mentor.augment._common import GREY, MAX_PIXEL
-from mentor.augment.crops import central_crop, inception_crop, mixup
-from mentor.augment.layers import InceptionCrop, StrongAugment, WeakAugment, from_config
+from mentor.augment.crops import central_crop, inception_crop, mixup, resize
+from mentor.augment.layers import (
+    InceptionCrop,
+    Resize,
+    StrongAugment,
+    WeakAugment,
+    from_config,
+)
 from mentor.augment.randaugment import (
     COLOUR_OPS,
     GEOMETRIC_OPS,
@@ -37,12 +43,14 @@ __all__ = [
     "MAX_PIXEL",
     "OP_NAMES",
     "InceptionCrop",
+    "Resize",
     "StrongAugment",
     "WeakAugment",
     "central_crop",
     "from_config",
     "inception_crop",
     "mixup",
+    "resize",
     "strong",
     "weak",
 ]

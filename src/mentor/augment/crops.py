@@ -1,6 +1,7 @@
 """MixUp and the crops of the distillation recipe: `mixup` (uniform weight, partner a
 permutation of the batch), `inception_crop` (random area and aspect per image, resampled in
-one affine map) and `central_crop` (the deterministic test-time view), with `_resize`.
+one affine map), `central_crop` (the deterministic test-time view) and `resize` (a view
+brought to another model's input side).
 """
 
 import math
@@ -53,6 +54,21 @@ def _resize(images, shape):
     if tuple(images.shape[1:3]) == tuple(shape):
         return images
     return _clip(ops.image.resize(images, shape, interpolation="bilinear", antialias=True))
+
+
+def resize(images, size):
+    """Images resized to size×size on the device: bilinear, antialiased when shrinking (a
+    triangle filter as wide as the scale factor; plain bilinear when growing), clipped to
+    0..255; the images themselves when they already have that size. The same numbers on
+    torch, JAX and TensorFlow (keras.ops.image.resize). Growing skips the antialiasing
+    path, which changes nothing there but costs torch several times the plain kernel."""
+    images = _as_float(images)
+    height, width = images.shape[1], images.shape[2]
+    if (height, width) == (size, size):
+        return images
+    shrinking = height is None or width is None or size < max(height, width)
+    return _clip(ops.image.resize(images, (size, size), interpolation="bilinear",
+                                  antialias=shrinking))
 
 
 def inception_crop(

@@ -1,13 +1,14 @@
 """Keras layers around the augmentations, random only when `training=True`:
 `WeakAugment`, `StrongAugment` and `InceptionCrop` (serializable under the package name
-"mentor", so saved models load them), and `from_config`, which builds the training view an
-`augment` config section asks for.
+"mentor", so saved models load them), `Resize` (deterministic: a view brought to another
+model's side), and `from_config`, which builds the training view an `augment` config
+section asks for.
 """
 
 import keras
 
 from mentor.augment._common import _as_float
-from mentor.augment.crops import _resize, inception_crop
+from mentor.augment.crops import _resize, inception_crop, resize
 from mentor.augment.randaugment import strong, weak
 from mentor.errors import MentorError
 
@@ -139,6 +140,26 @@ class InceptionCrop(_Augment):
             "ratio": list(self.ratio),
             "flip": self.flip,
         }
+
+
+@keras.saving.register_keras_serializable(package="mentor")
+class Resize(keras.layers.Layer):
+    """`resize` to size×size in training and inference alike: in front of a teacher that
+    takes another side than the student, so that it sees the student's view at its own."""
+
+    def __init__(self, size, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # 0..255 interpolated in float32 (as _Augment)
+        super().__init__(**kwargs)
+        self.size = int(size)
+
+    def call(self, images):
+        return resize(images, self.size)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
 
 
 def from_config(cfg, seed):

@@ -71,10 +71,10 @@ def build_for(model_config, data: ImageSet, image_size: int = 0, *,
 
 def preflight(config, train: ImageSet, image_size: int = 0):
     """Build every model this run will train (the model, its baselines' twin, a teacher
-    trained here) and every augmentation before the first training step, so that a bad
-    value fails in the first seconds, not after a teacher has trained. The global seed is
-    set again afterwards: what trains next starts from the same random state as if nothing
-    had been built."""
+    trained here at teacher.image_size) and every augmentation before the first training
+    step, so that a bad value fails in the first seconds, not after a teacher has trained.
+    The global seed is set again afterwards: what trains next starts from the same random
+    state as if nothing had been built."""
     import contextlib
     import io
 
@@ -88,12 +88,20 @@ def preflight(config, train: ImageSet, image_size: int = 0):
 
 def _preflight(config, train, image_size):
 
-    models = [("model", config.model)]
+    models = [("model", config.model, image_size)]
     teacher = getattr(config, "teacher", None)
-    if teacher is not None and not teacher.path:
-        models.append(("teacher.model", teacher.model))
-    for key, spec in models:
-        build_for(spec, train, image_size, key=key)
+    if teacher is not None and not teacher.path:  # trained here at its own side
+        models.append(("teacher.model", teacher.model,
+                       getattr(teacher, "image_size", 0) or image_size))
+    for key, spec, size in models:
+        model = build_for(spec, train, size, key=key)
+        side = size or train.image_shape[0]
+        if key == "teacher.model" and tuple(model.input_shape[1:3]) not in (
+                (side, side), (None, None)):  # it must take its training images
+            raise UsageError(
+                f"[{key}] {spec.name} built for {side}×{side} images takes "
+                f"{model.input_shape[1]}×{model.input_shape[2]} ones; give {key} a model "
+                "that takes the size it is built for.")
     for key, section in _augment_sections(config):
         augment.from_config(section, 0)
     for key, cfg in [("train", config.train)] + (

@@ -3,8 +3,9 @@ foggy or compressed (Noisy Student, Xie et al. 2020; keras-io "consistency train
 supervision").
 
 A teacher is trained on the clean view (flip + crop) with labels, or loaded. Then the
-teacher is frozen and, for every batch, sees the clean view while the student sees a
-RandAugment-noisy version of the *same* clean images, in the same order:
+teacher is frozen and, for every batch, sees the clean view (resized to teacher.image_size
+when set) while the student sees a RandAugment-noisy version of the *same* clean images, in
+the same order:
 
     loss = ce_weight · CE(labels, student(noisy)) + kd_weight · KL(teacher(clean)/T ‖ student(noisy)/T) · T²
 
@@ -143,9 +144,17 @@ class ConsistencyTrainer(Trainer):
 
 def train_student(run: Started) -> Outcome:
     config, run_dir, train_set, val, test = run.config, run.run_dir, run.train, run.val, run.test
-    teacher = get_teacher(config, train_set, val, run_dir)
+    size = run.image_size or train_set.image_shape[0]
+    if config.student_from_teacher_init and config.teacher.image_size not in (0, size):
+        raise MentorError(
+            f"student_from_teacher_init needs the teacher at the student's size ({size}), "
+            f"not teacher.image_size = {config.teacher.image_size}; set one of them aside.")
+    teacher = get_teacher(config, train_set, val, run_dir, size=size)
     teacher_params = count_params(teacher.model, trainable_only=True)  # before it is frozen
-    run_dir.save_model(teacher.model, "teacher.keras")
+    run_dir.save_model(teacher.model, "teacher.keras")  # at its own size
+    # Teacher.model is the teacher at its own side; from here on it sees the student's
+    # images (the clean view, the test and corrupted images) resized to that side.
+    teacher_model = teacher.seeing(size)
 
     student = build_for(config.model, train_set)
     if config.student_from_teacher_init:
@@ -155,7 +164,7 @@ def train_student(run: Started) -> Outcome:
                 "[model] as the student; set it to false or make the two models equal.")
         student.set_weights(teacher.initial_weights)
     clean_view, noisy_view = views(config)
-    trainer = ConsistencyTrainer(student, teacher=teacher.model, clean_view=clean_view,
+    trainer = ConsistencyTrainer(student, teacher=teacher_model, clean_view=clean_view,
                                  noisy_view=noisy_view, loss=config.loss, ema=config.train.ema)
     t = config.train
     per_epoch, steps = total_steps(t, len(train_set))
@@ -175,11 +184,11 @@ def train_student(run: Started) -> Outcome:
     subset = robustness.subset(test, r.max_images, config.seed)
     print(f"robustness: {len(subset)} test images × {len(r.corruptions) or 19} corruptions × "
           f"{len(r.severities)} severities, teacher and student", flush=True)
-    results = robustness.sweep({"teacher": teacher.model, "student": student}, subset,
+    results = robustness.sweep({"teacher": teacher_model, "student": student}, subset,
                                corruptions=r.corruptions or None,
                                severities=tuple(r.severities), seed=r.seed)
     metrics = {"steps": taken, "teacher_steps": teacher.steps}
-    for who, model in (("teacher", teacher.model), ("student", student)):
+    for who, model in (("teacher", teacher_model), ("student", student)):
         # the sweep's clean pass covered the whole test set unless it ran on a subset
         metrics[f"{who}_clean_acc"] = (results[who]["clean_acc"] if subset is test
                                        else accuracy(model, test))

@@ -86,10 +86,17 @@ from mentor.losses import (
     soft_target_kl,
 )
 from mentor.models import count_params, load_model
+from mentor.models.scales import scaled
 from mentor.objects import MODEL_PREFIX
 from mentor.overlap import record_overlap
 from mentor.report import sample_grid, teacher_student_bars
-from mentor.teachers import get_teacher, teacher_beside
+from mentor.teachers import (
+    check_teacher,
+    get_teacher,
+    resized_input,
+    teacher_beside,
+    teacher_side,
+)
 from mentor.verdict import percent, relation
 
 # ----------------------------------------------------------------------------- config
@@ -170,6 +177,7 @@ class SharedView(keras.layers.Layer):
     def __init__(self, size=None, area=(0.05, 1.0), ratio=(3 / 4, 4 / 3), flip=True,
                  mixup=True, mixup_per_image=True, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.size = size  # the side of the view; None → the input's
         self.crop = augment.InceptionCrop(size=size, area=area, ratio=ratio, flip=flip,
                                           seed=seed, name="crop")
         self.mixup, self.mixup_per_image = mixup, mixup_per_image
@@ -231,7 +239,10 @@ class DistillTrainer(Trainer):
         if training:
             images, weights, partner = self.view(x)
         else:  # validation: plain images, and the teacher too, for val_kl and val_agreement
-            images = keras.ops.cast(x, "float32")
+            # (Keras's first probe of the model passes a training batch, at the data's size:
+            # brought to the view's, as the crop would; validation images have it already.)
+            images = augment.resize(x, self.view.size) if self.view.size else \
+                keras.ops.cast(x, "float32")
             batch = keras.ops.shape(images)[0]
             weights, partner = keras.ops.ones((batch,)), keras.ops.arange(batch, dtype="int32")
         # The identical tensor goes to both models. The teacher runs in inference mode (its
@@ -278,19 +289,6 @@ class DistillTrainer(Trainer):
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
 
-def check_pair(teacher: keras.Model, student: keras.Model):
-    """Teacher and student must predict the same classes from the same images."""
-    t, s = teacher.output_shape[-1], student.output_shape[-1]
-    if t != s:
-        raise MentorError(f"the teacher predicts {t} classes but the student {s}; "
-                          "distillation matches their outputs class by class, so both need "
-                          "the data's class count.")
-    if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
-        raise MentorError(f"the teacher takes images of shape {teacher.input_shape[1:]} but the "
-                          f"student {student.input_shape[1:]}; set augment.crop_size to the "
-                          "teacher's input size.")
-
-
 # ----------------------------------------------------------------------------- run
 
 
@@ -308,23 +306,27 @@ def train_student(run: Started) -> Outcome:
         print(f"labels: {len(labeled)} of the {len(train_set)} training images keep theirs "
               f"(labels_per_class = {config.labels_per_class}); the student matches the "
               "teacher on all of them", flush=True)
-    # A teacher trained here sees the student's input size and every label: it is the
-    # teacher that knows more than the student's labels teach.
-    teacher_train = prepare(train_set, size)
-    teacher = get_teacher(config, teacher_train, val_view, run_dir)
-    check_model_matches(teacher.model, test_view)
+    # A teacher trained here sees every label: it is the teacher that knows more than the
+    # student's labels teach. It trains at teacher.image_size (default: the student's), on
+    # the data brought to that side as the student's is to its own.
+    teacher = get_teacher(
+        config, prepare(train_set, size), val_view, run_dir, size=size,
+        resized=lambda side: (prepare(train_set, side),
+                              eval_view(val, config.augment.eval_crop, side)))
     teacher_params = count_params(teacher.model, trainable_only=True)  # before it is frozen
     teacher_model = teacher.model
     if config.teacher.flip_average:
         teacher_model = flip_averaged(teacher_model)
         print("teacher: averaging its outputs on each view and its mirror image", flush=True)
+    # The student's view (and test image) resized to the teacher's side inside the step;
+    # the teacher itself when both sides agree.
+    teacher_model = teacher.seeing(size, teacher_model)
     probabilities = gives_probabilities(teacher_model, test_view)
     if probabilities:
         print("teacher: its outputs are probabilities (a softmax head); distilling from their "
               "logarithms", flush=True)
 
     student = build_for(config.model, train_set, size)
-    check_pair(teacher_model, student)
     t = config.train
     per_epoch, steps = total_steps(t, len(train_set))
     trainer = DistillTrainer(student, teacher=teacher_model, view=shared_view(config, size),
@@ -394,7 +396,8 @@ def train_student(run: Started) -> Outcome:
 def evaluate_run(path: pathlib.Path, config: DistillConfig, source: str, *,
                  batch_size: int = 256, unsafe: bool = False) -> dict:
     """A finished run's teacher (flip-averaged when the run's was), student and labels-only
-    student on another data source, under metrics.json's keys and the run's own test view.
+    student on another data source, under metrics.json's keys and the run's own test view
+    (resized to the teacher's side on its way to the teacher, as in the run).
     Why: 2000 test images leave ±0.01 of sampling noise on each accuracy, as much as the
     effects the recipe is judged by; a larger test set tells them apart."""
     if not (path / "student.keras").is_file():
@@ -415,9 +418,14 @@ def evaluate_run(path: pathlib.Path, config: DistillConfig, source: str, *,
     view = eval_view(data, config.augment.eval_crop, size)
     check_model_matches(student, view)
     teacher = load_model(teacher_path, safe_mode=not unsafe)
-    check_model_matches(teacher, view)
+    where = f"the teacher {teacher_path}"
+    check_teacher(teacher, view, where)
+    side = teacher_side(teacher, config.teacher.image_size, size, where, say=False)
+    if teacher_path != path / "teacher.keras":  # its file, taking the pixels the run scaled
+        teacher = scaled(teacher, config.teacher.input_scale)
     if config.teacher.flip_average:
         teacher = flip_averaged(teacher)
+    teacher = resized_input(teacher, size, side)  # the test view at the teacher's side
     metrics = {"recipe": "distill", "backend": keras.backend.backend(), "run": str(path),
                "data": source, "images": len(view)}
     record_overlap(metrics, path, data.x)
