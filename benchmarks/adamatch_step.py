@@ -24,11 +24,13 @@ import argparse
 import math
 import os
 
+# isort: off
+import mentor  # noqa: F401  (first: it chooses the backend, torch unless KERAS_BACKEND says)
 import keras
+# isort: on
 import numpy as np
 from _bench import interleaved, write_section  # noqa: E402
 
-import mentor  # noqa: F401  (backend choice)
 from mentor import augment
 from mentor.models import build_model
 from mentor.recipes.adamatch import AdaMatchLossConfig, AdaMatchTrainer

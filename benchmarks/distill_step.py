@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 
+# isort: off
+import mentor  # noqa: F401  (first: it chooses the backend, torch unless KERAS_BACKEND says)
 import keras
+# isort: on
 import numpy as np
 from _bench import interleaved, limit_table, write_section  # noqa: E402
 
-import mentor  # noqa: F401  (backend choice)
 from mentor.core.evaluation import flip_averaged
 from mentor.core.trainer import ClassifierTrainer
 from mentor.models import build_model

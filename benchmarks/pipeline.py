@@ -15,10 +15,12 @@ import os
 import pathlib
 import platform
 
+# isort: off
+import mentor  # noqa: F401  (first: it chooses the backend, torch unless KERAS_BACKEND says)
 import keras
+# isort: on
 from _bench import interleaved, photos_32, write_section  # noqa: E402
 
-import mentor  # noqa: F401  (backend choice)
 from mentor import augment
 from mentor.core.trainer import ClassifierTrainer
 from mentor.data.pipeline import Batches

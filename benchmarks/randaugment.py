@@ -18,12 +18,14 @@ import argparse
 import os
 import platform
 
+# isort: off
+import mentor  # noqa: F401  (first: it chooses the backend, torch unless KERAS_BACKEND says)
 import keras
+# isort: on
 import numpy as np
 from _bench import interleaved, write_section  # noqa: E402
 from keras import ops
 
-import mentor  # noqa: F401  (backend choice)
 from mentor import augment
 from mentor.augment._common import (
     _clip,
