@@ -119,7 +119,6 @@ def run(config, out=None, *, model=None, teacher=None, train=None, test=None, ta
     """Run a recipe on the given objects; returns its metrics and trained model.
     `resume_anyway`: resume an unfinished run in `out` even though a data file or folder it
     trains on changed since it started (`--resume-anyway`)."""
-
     values, default_name = _values(config)
     overrides = _overrides(set)
     if out is not None and not isinstance(out, (str, os.PathLike)):

@@ -26,7 +26,6 @@ from mentor.run_folders import RunDir, default_run_path
 
 def load_model_and_data(model_path, source: str, *, unsafe: bool = False):
     """A saved classifier and a data source prepared to its input shape, checked to fit."""
-
     model = load_model(model_path, safe_mode=not unsafe)
     _, height, _, channels = model.input_shape
     data = prepare(load_source(source, image_size=height), height or 0, channels or 0)
@@ -37,7 +36,6 @@ def load_model_and_data(model_path, source: str, *, unsafe: bool = False):
 def run_config(path):
     """The config of the run in `path`, read for using its saved models: Python objects it
     names (a model or arrays given to mentor.api) are not needed, and not looked up."""
-
     with unresolved():
         return recipes.load_config(str(pathlib.Path(path) / "config.toml"))[0]
 
@@ -84,7 +82,6 @@ def evaluate_model(model_path: str, source: str, *, batch_size: int = 256,
                    unsafe: bool = False, run=None) -> dict:
     """Accuracy of a `.keras` classifier on a source, prepared to the model's input shape;
     with `run`, the images the run trained on are counted among the test images."""
-
     model, data = load_model_and_data(model_path, source, unsafe=unsafe)
     metrics = {"backend": keras.backend.backend(), "model": str(model_path), "data": source,
                "images": len(data), "test_acc": accuracy(model, data, batch_size)}
@@ -96,7 +93,6 @@ def evaluate_run(path, source: str, *, batch_size: int = 256, unsafe: bool = Fal
     """Every model of a finished run on a source: the recipe's own evaluation where it has
     one (distillation: teacher, student and labels-only student on its test view);
     otherwise `<name>_acc` for each of run_models' models (`test_acc` the trained one's)."""
-
     path, config, models = run_models(path)
     recipe = recipes.get(config.recipe)
     if recipe.evaluate is not None:
@@ -123,7 +119,6 @@ def evaluate_file(model_path, source: str, *, cifar10c=None, out=None, corruptio
     Returns (metrics, run directory path): the trained model's numbers under the usual keys,
     another model's summary under `<name>_clean_acc`, `<name>_corrupt_acc`, ….
     """
-
     start = time.time()
     check(list(corruptions) or CORRUPTIONS, severities)
     if pathlib.Path(model_path).is_dir():

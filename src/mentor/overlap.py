@@ -53,7 +53,6 @@ def test_in_train(train, val, test) -> int:
     with): the same pixels where every set is in memory (hashing them is cheap), else the
     same files where every set came from files (a streamed set is never decoded whole),
     else the same pixels, decoding what is streamed a chunk at a time."""
-
     parts = [part for part in (train, val) if part is not None]
     in_memory = not any(is_streamed(part) for part in [*parts, test])
     files = [part.source_files() for part in [*parts, test]]
@@ -100,7 +99,6 @@ def training_images(run, image_shape) -> tuple[list, str]:
     """The images a run trained on (its train and validation splits, as the run split them
     from its config and seed), prepared to `image_shape`, as a list of parts (arrays, or
     `ImageFiles` for streamed sets); and the run's data.train."""
-
     data, train, val = _run_data(str(run))
     seen = [prepare(part, image_shape[0], image_shape[2]).x for part in (train, val)
             if part is not None]

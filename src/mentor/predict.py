@@ -25,7 +25,6 @@ def predict_images(model, specs: list[str], *, batch_size: int = 256, run=None):
     """(CSV text, summary dict) of `model`'s predictions on the images `specs` name. With
     `run` (the run the model comes from), class names come from its training data, and the
     images it trained on are counted (summary["overlap_images"], and a warning)."""
-
     _, height, width, channels = model.input_shape
     if not height or height != width or not channels:
         raise MentorError(f"the model takes images of shape {model.input_shape[1:]}; mentor "

@@ -21,29 +21,25 @@ from mentor.inference import predict
 from mentor.models import build
 from mentor.overlap import warn_test_in_train
 from mentor.report import plot_history, write_report
-from mentor.run_folders import RunDir, input_paths, read_mark
+from mentor.run_folders import RunDir, read_mark
 from mentor.runtime import writes
 
 
-def start_run(config, out, name: str):
-    """What every recipe does first: the run directory, the random seed, the resolved config, and
-    the data. Returns (run_dir, train, val, test)."""
-
-    run_dir = out if isinstance(out, RunDir) else RunDir(
-        out, inputs=input_paths(to_dict(config)))
+def start_run(config, run_dir: RunDir, name: str):
+    """What every recipe does first: the random seed, the resolved config in the run folder,
+    and the data. Returns (train, val, test)."""
     keras.utils.set_random_seed(config.seed)
     run_dir.write_config(to_dict(config), name)
     train, val, test = load_splits(config.data, config.seed)
     print(f"data: {len(train)} train, {len(val) if val else 0} val, {len(test)} test images "
           f"of {train.image_shape}, {train.num_classes} classes", flush=True)
     run_dir.test_in_train = _test_in_train(config.data, train, val, test)
-    return run_dir, train, val, test
+    return train, val, test
 
 
 def _test_in_train(data_config, train, val, test) -> int:
     """Test images the run trains on; only a named test source can hold any (a split one
     is other rows of the same set)."""
-
     if not data_config.test:
         return 0
     return warn_test_in_train(train, val, test, data_config.test, data_config.train)
@@ -54,7 +50,6 @@ def build_for(model_config, data: ImageSet, image_size: int = 0, *,
     """The configured model, sized for `data`'s classes, image size (or `image_size`, e.g.
     a crop's) and channels. A builder that cannot make it (an option out of its range)
     is reported as the config key `key` at fault."""
-
     size = image_size or data.image_shape[0]
     try:
         return build(model_config, num_classes=data.num_classes, image_size=size,
@@ -143,7 +138,6 @@ def check_model_matches(model: keras.Model, data: ImageSet):
 def accuracy(model: keras.Model, data: ImageSet, batch_size: int = 256) -> float:
     """Top-1 accuracy over the images of `data` that could be read: a file-backed image
     that fails to decode counts neither as a hit nor in the count (files.scored_rows)."""
-
     logits = predict(model, data.x, batch_size)
     scored = scored_mask(data.x, data.name)
     return float(np.mean((np.argmax(logits, axis=-1) == data.y)[scored]))
@@ -153,7 +147,6 @@ def history_figures(run_dir, stages) -> list[tuple[str, str]]:
     """One training-curve figure per stage that trained in this run: (caption, file).
     `stages` holds (caption, stage) or (caption, stage, plot options), the options going
     to `report.plot_history` (`objective`, `labels`)."""
-
     if not writes():  # the report they go into is process 0's (finish_run)
         return []
     figures = []
@@ -173,7 +166,6 @@ def finish_run(run_dir, config, title: str, metrics: dict, figures, notes=(), *,
     corruption accuracies stay in metrics.json only) led by `verdict(metrics)` and
     explaining the metric names with `glossary`, then metrics.json, written last so it
     exists only for completed runs."""
-
     skipped = BadImages.all_skipped()
     if skipped:  # files of image folders that did not decode (the log named them)
         metrics["skipped_images"] = len(skipped)

@@ -106,8 +106,8 @@ class Recipe:
             run_dir.runtime = chosen
             return self._run(config, run_dir, name=name or self.name)
 
-    def _run(self, config, out, *, name: str) -> dict:
-        run_dir, train, val, test = start_run(config, out, name)
+    def _run(self, config, run_dir: RunDir, *, name: str) -> dict:
+        train, val, test = start_run(config, run_dir, name)
         size = self.image_size(config, train) if self.image_size else 0
         preflight(config, train, size)
         outcome = self.train(Started(config, run_dir, train, val, test, name, size))

@@ -108,7 +108,6 @@ def train_classifier(classifier: keras.Model, train_set, val, stage: Stage, *, a
     a baseline (`stage` says which). `per_epoch` overrides the schedule's steps per epoch
     (AdaMatch's baseline takes the recipe's). Plateau schedules and early stopping watch the
     validation set; SWA ends with batch-norm re-estimated on the training images."""
-
     t = train_cfg
     default_per_epoch, steps = total_steps(t, len(train_set))
     if per_epoch:
